@@ -1,0 +1,36 @@
+// Helpers shared by the GoogleTest suite: where the repository and the shared data live,
+// and scratch directories that clean up after themselves.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace orchard::testing {
+
+// The repository root (compiled in).
+std::filesystem::path SourceDir();
+// The build directory holding the orchard binary (compiled in).
+std::filesystem::path BinaryDir();
+// ../shared next to the repository, or $ORCHARD_SHARED_DIR when set.
+std::filesystem::path SharedDir();
+// SharedDir()/data/fruits-360-mini
+std::filesystem::path FruitsMiniDir();
+
+std::vector<uint8_t> ReadFileBytes(const std::filesystem::path& path);
+void WriteFileBytes(const std::filesystem::path& path, const std::vector<uint8_t>& bytes);
+
+// A fresh directory under the system temp dir, removed with its contents on destruction.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace orchard::testing
