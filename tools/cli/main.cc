@@ -1,1 +1,59 @@
-int main() { return 0; }
+// The orchard command line: flags -> PipelineOptions, results -> one-line messages.
+// Exit codes: 0 success, 1 failure, 2 usage error.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "commands.h"
+#include "orchard/pipeline.h"
+
+namespace {
+
+std::atomic<bool> g_cancel{false};
+
+void OnSignal(int) { g_cancel.store(true); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "orchard: image collection -> CNN descriptors -> exact PCA -> feature matrix.\n"
+      "Typical run: orchard run --input ~/fruits/Training --output out/ --pca-variance 0.95"};
+  app.set_version_flag("--version", std::string("orchard ") + ORCHARD_VERSION);
+  app.require_subcommand(1);
+
+  orchard::PipelineOptions options;
+  orchard::cli::RunFlags flags;
+  CLI::App* run = app.add_subcommand("run", "List, decode, describe with a CNN, fit PCA and write the matrix");
+  orchard::cli::AddRunFlags(*run, options, flags);
+
+  CLI::App* models = app.add_subcommand("models", "List the model presets and where they come from");
+  std::string inspect_dir;
+  CLI::App* inspect = app.add_subcommand("inspect", "Summarise the result folder of a run");
+  inspect->add_option("OUT", inspect_dir, "Output folder of 'orchard run'")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "orchard: %s (see orchard --help)\n", e.what());
+    return 2;
+  }
+
+  if (*models) return orchard::cli::ListModelsCommand();
+  if (*inspect) return orchard::cli::InspectCommand(inspect_dir);
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  options.cancel = &g_cancel;
+  return orchard::cli::RunCommand(options, flags);
+}

@@ -1,0 +1,86 @@
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "extract/opencv_dnn.h"
+#include "orchard/extractor.h"
+
+namespace orchard {
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  std::map<std::string, ExtractorFactory> factories;
+};
+
+// Built-in backends are registered on first use, so there is no static-initialisation order
+// to worry about and no global constructor.
+Registry& GetRegistry() {
+  static Registry* registry = [] {
+    auto* r = new Registry;
+    r->factories.emplace("opencv-dnn", &CreateOpenCvDnnExtractor);
+    return r;
+  }();
+  return *registry;
+}
+
+}  // namespace
+
+Status RegisterExtractorBackend(const std::string& name, ExtractorFactory factory) {
+  Registry& registry = GetRegistry();
+  std::lock_guard lock(registry.mutex);
+  if (!registry.factories.emplace(name, std::move(factory)).second) {
+    return Status::InvalidArgument("extractor backend '" + name + "' is already registered");
+  }
+  return Status::OK();
+}
+
+std::vector<std::string> ExtractorBackendNames() {
+  Registry& registry = GetRegistry();
+  std::lock_guard lock(registry.mutex);
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : registry.factories) names.push_back(name);
+  return names;
+}
+
+Result<std::unique_ptr<FeatureExtractor>> CreateExtractor(const std::string& backend,
+                                                          const ModelSpec& spec,
+                                                          const ExtractorOptions& options) {
+  ExtractorFactory factory;
+  {
+    Registry& registry = GetRegistry();
+    std::lock_guard lock(registry.mutex);
+    const auto it = registry.factories.find(backend);
+    if (it == registry.factories.end()) {
+      std::string names;
+      for (const auto& [name, f] : registry.factories) names += (names.empty() ? "" : ", ") + name;
+      return Status::NotFound("unknown extractor backend '" + backend + "' (available: " + names + ")");
+    }
+    factory = it->second;
+  }
+  return factory(spec, options);
+}
+
+void PoolFeatures(Pooling pooling, int n, int c, int hw, const float* in, float* out) {
+  const size_t per_image = static_cast<size_t>(c) * static_cast<size_t>(hw);
+  if (pooling == Pooling::kFlatten) {
+    std::copy(in, in + per_image * static_cast<size_t>(n), out);
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    for (int ch = 0; ch < c; ++ch) {
+      const float* plane = in + static_cast<size_t>(i) * per_image + static_cast<size_t>(ch) * hw;
+      float* dst = out + static_cast<size_t>(i) * c + ch;
+      if (pooling == Pooling::kMax) {
+        *dst = *std::max_element(plane, plane + hw);
+      } else {
+        // Summed in double so the mean does not depend on the plane's size.
+        double sum = 0.0;
+        for (int p = 0; p < hw; ++p) sum += plane[p];
+        *dst = static_cast<float>(sum / hw);
+      }
+    }
+  }
+}
+
+}  // namespace orchard

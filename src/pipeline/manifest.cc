@@ -1,0 +1,115 @@
+#include "pipeline/manifest.h"
+
+#include <cblas.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/core/utility.hpp>
+
+namespace orchard {
+
+using nlohmann::json;
+
+namespace {
+
+json OptionsJson(const PipelineOptions& o, int threads) {
+  // Everything that changes the numbers, and nothing secret.
+  return {
+      {"input", o.input},
+      {"output", o.output},
+      {"model", o.model},
+      {"backend", o.backend},
+      {"size", o.size},
+      {"pooling", o.pooling ? json(PoolingName(*o.pooling)) : json(nullptr)},
+      {"pca_components", o.pca_components},
+      {"pca_variance", o.pca_variance},
+      {"batch", o.batch},
+      {"threads", threads},
+      {"limit", o.limit},
+      {"save_raw", o.save_raw},
+      {"max_pixels", o.max_pixels},
+  };
+}
+
+}  // namespace
+
+json BuildInfoJson() {
+  __builtin_cpu_init();
+  json cpu = json::array();
+  if (__builtin_cpu_supports("avx2")) cpu.push_back("avx2");
+  if (__builtin_cpu_supports("fma")) cpu.push_back("fma");
+  if (__builtin_cpu_supports("avx512f")) cpu.push_back("avx512f");
+  return {
+      {"orchard", ORCHARD_VERSION},
+      {"opencv", CV_VERSION},
+      {"openblas", openblas_get_config()},
+      {"compiler", __VERSION__},
+      {"cpu_features", cpu},
+      {"cores", cv::getNumberOfCPUs()},
+  };
+}
+
+ManifestBuilder::ManifestBuilder(const PipelineOptions& options, const ModelSpec& spec, int threads) {
+  model_ = {
+      {"name", spec.name},
+      {"file", spec.file.filename().string()},
+      {"sha256", spec.sha256},
+      {"weights", spec.weights},
+      {"random_weights", spec.random_weights()},
+      {"weights_source", spec.weights_source},
+      {"backend", options.backend},
+      {"feature_layer", spec.feature_layer},
+  };
+  manifest_ = {{"status", "ok"}, {"options", OptionsJson(options, threads)}, {"versions", BuildInfoJson()}};
+  if (spec.random_weights()) {
+    manifest_["warnings"] = json::array({"model '" + spec.name +
+                                         "' has RANDOM weights: descriptors are not meaningful"});
+  }
+}
+
+void ManifestBuilder::SetModelLoaded(int64_t dim, const std::vector<int>& feature_shape,
+                                     const ExtractorOptions& extractor, double seconds) {
+  model_["input_size"] = {extractor.width, extractor.height};
+  model_["pooling"] = PoolingName(extractor.pooling);
+  model_["feature_shape"] = feature_shape;
+  model_["descriptor_dim"] = dim;
+  times_.model_load = seconds;
+}
+
+void ManifestBuilder::SetCounts(int64_t listed, int64_t processed, int64_t failed) {
+  manifest_["counts"] = {{"listed", listed}, {"processed", processed}, {"failed", failed}};
+}
+
+void ManifestBuilder::SetPca(const PcaModel& pca, const PcaOptions& options) {
+  double cumulative = 0;
+  for (double r : pca.explained_variance_ratio) cumulative += r;
+  manifest_["pca"] = {{"k", pca.k},
+                      {"dim", pca.dim},
+                      {"requested_components", options.components},
+                      {"requested_variance", options.variance},
+                      {"explained_variance_ratio_sum", cumulative}};
+}
+
+void ManifestBuilder::SetFailure(const std::string& reason) {
+  manifest_["status"] = "failed";
+  manifest_["failure"] = reason;
+}
+
+std::string ManifestBuilder::Json() const {
+  json j = manifest_;
+  j["model"] = model_;
+  j["timings_seconds"] = {
+      {"list", times_.list},
+      {"model_load", times_.model_load},
+      {"read_cpu", times_.read},
+      {"decode_cpu", times_.decode},
+      {"preprocess_cpu", times_.preprocess},
+      {"extract", times_.extract},
+      {"pca_accumulate", times_.pca_accumulate},
+      {"pca_fit", times_.pca_fit},
+      {"project_and_write", times_.write},
+      {"total", times_.total},
+  };
+  return j.dump(2) + "\n";
+}
+
+}  // namespace orchard

@@ -1,0 +1,50 @@
+// manifest.json: what a run did (counts), with what (model, weights, options, versions) and
+// how long each stage took. Built up by RunPipeline as the run goes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "orchard/extractor.h"
+#include "orchard/pca.h"
+#include "orchard/pipeline.h"
+
+namespace orchard {
+
+// Seconds per stage. read/decode/preprocess are summed over the decode threads (CPU time
+// spent), the others are wall time of the stage.
+struct StageTimes {
+  double list = 0, model_load = 0, read = 0, decode = 0, preprocess = 0, extract = 0,
+         pca_accumulate = 0, pca_fit = 0, write = 0, total = 0;
+  void Add(const StageTimes& other) {
+    read += other.read;
+    decode += other.decode;
+    preprocess += other.preprocess;
+  }
+};
+
+class ManifestBuilder {
+ public:
+  ManifestBuilder(const PipelineOptions& options, const ModelSpec& spec, int threads);
+  void SetModelLoaded(int64_t dim, const std::vector<int>& feature_shape,
+                      const ExtractorOptions& extractor, double seconds);
+  void SetCounts(int64_t listed, int64_t processed, int64_t failed);
+  void SetPca(const PcaModel& pca, const PcaOptions& options);
+  void SetFailure(const std::string& reason);
+  StageTimes& times() { return times_; }
+  // The model block, also copied into pca.json.
+  const nlohmann::json& ModelJson() const { return model_; }
+  std::string Json() const;
+
+ private:
+  nlohmann::json manifest_;
+  nlohmann::json model_;
+  StageTimes times_;
+};
+
+// Versions of Orchard and of the libraries it runs on, and the CPU features detected.
+nlohmann::json BuildInfoJson();
+
+}  // namespace orchard

@@ -1,0 +1,123 @@
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "orchard/model.h"
+
+namespace orchard::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string Describe(const PreprocessSpec& p) {
+  static const char* kResize[] = {"stretch", "shorter side + center crop"};
+  static const char* kInterp[] = {"nearest", "bilinear", "area", "bicubic", "pil-bilinear"};
+  char text[256];
+  std::snprintf(text, sizeof(text), "%s, %s, %s, x*%.6g, mean (%.4g %.4g %.4g), std (%.4g %.4g %.4g)",
+                kResize[static_cast<int>(p.resize)], kInterp[static_cast<int>(p.interpolation)],
+                p.channel_order == ChannelOrder::kRGB ? "RGB" : "BGR", p.scale, p.mean[0], p.mean[1], p.mean[2],
+                p.stddev[0], p.stddev[1], p.stddev[2]);
+  return text;
+}
+
+// Reads the first field of each data row of a CSV written by orchard (fields may be quoted).
+std::map<std::string, int64_t> CountByColumn(const fs::path& csv, size_t column) {
+  std::map<std::string, int64_t> counts;
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> fields(1);
+    bool quoted = false;
+    for (size_t i = 0; i < line.size() && fields.size() <= column; ++i) {
+      const char c = line[i];
+      if (quoted) {
+        if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+          fields.back() += '"';
+          ++i;
+        } else if (c == '"') {
+          quoted = false;
+        } else {
+          fields.back() += c;
+        }
+      } else if (c == '"') {
+        quoted = true;
+      } else if (c == ',') {
+        fields.emplace_back();
+      } else {
+        fields.back() += c;
+      }
+    }
+    if (fields.size() > column) ++counts[fields[column]];
+  }
+  return counts;
+}
+
+}  // namespace
+
+int ListModelsCommand() {
+  const auto specs = ListModels(ModelSearchPath());
+  std::printf("%-14s %-9s %-9s %-6s %-8s %s\n", "NAME", "WEIGHTS", "INPUT", "DIM", "POOLING", "PREPROCESSING");
+  for (const ModelSpec& s : specs) {
+    std::printf("%-14s %-9s %4dx%-4d %-6d %-8s %s\n", s.name.c_str(), s.weights.c_str(), s.preprocess.width,
+                s.preprocess.height, s.feature_channels, PoolingName(s.pooling), Describe(s.preprocess).c_str());
+    if (s.random_weights()) std::printf("%14s WARNING: random weights, not trained\n", "");
+    std::printf("%14s %s\n", "", s.file.string().c_str());
+  }
+  for (const KnownPreset& known : KnownPresets()) {
+    bool present = false;
+    for (const ModelSpec& s : specs) present |= s.name == known.name;
+    if (!present) std::printf("%-14s not on disk yet: %s\n", known.name.c_str(), known.how_to_get.c_str());
+  }
+  std::printf("\nAny ONNX model works too: --model path/model.onnx with a path/model.json sidecar (docs/models.md).\n");
+  return 0;
+}
+
+int InspectCommand(const std::string& output_dir) {
+  const fs::path dir(output_dir);
+  std::ifstream manifest_in(dir / "manifest.json");
+  if (!manifest_in) {
+    std::fprintf(stderr, "orchard: %s has no manifest.json: not an orchard output folder\n", output_dir.c_str());
+    return 1;
+  }
+  json manifest;
+  try {
+    manifest = json::parse(manifest_in);
+  } catch (const json::exception& e) {
+    std::fprintf(stderr, "orchard: %s/manifest.json is not valid JSON\n", output_dir.c_str());
+    return 1;
+  }
+  const json& counts = manifest.value("counts", json::object());
+  const json& model = manifest.value("model", json::object());
+  std::printf("status:     %s\n", manifest.value("status", "?").c_str());
+  std::printf("images:     %lld listed, %lld processed, %lld failed\n", counts.value("listed", 0LL),
+              counts.value("processed", 0LL), counts.value("failed", 0LL));
+  std::printf("model:      %s (%s weights%s), %s pooling, %lld-d descriptors\n", model.value("name", "?").c_str(),
+              model.value("weights", "?").c_str(), model.value("random_weights", false) ? ", NOT TRAINED" : "",
+              model.value("pooling", "?").c_str(), model.value("descriptor_dim", 0LL));
+  if (manifest.contains("pca")) {
+    const json& pca = manifest["pca"];
+    std::printf("pca:        %lld components, %.2f%% of variance\n", pca.value("k", 0LL),
+                100.0 * pca.value("explained_variance_ratio_sum", 0.0));
+  }
+  if (manifest.contains("timings_seconds")) {
+    std::printf("time:       %.2f s total\n", manifest["timings_seconds"].value("total", 0.0));
+  }
+  const auto labels = CountByColumn(dir / "features.csv", 1);
+  if (!labels.empty()) {
+    std::printf("labels:\n");
+    for (const auto& [label, n] : labels) std::printf("  %-30s %lld\n", label.c_str(), static_cast<long long>(n));
+  }
+  const auto stages = CountByColumn(dir / "errors.csv", 1);
+  if (!stages.empty()) {
+    std::printf("errors by stage:\n");
+    for (const auto& [stage, n] : stages) std::printf("  %-30s %lld\n", stage.c_str(), static_cast<long long>(n));
+  }
+  return 0;
+}
+
+}  // namespace orchard::cli

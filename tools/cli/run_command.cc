@@ -1,0 +1,90 @@
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "commands.h"
+#include "progress.h"
+
+namespace orchard::cli {
+
+void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags) {
+  run.add_option("--input,-i", options.input, "Folder of images (label = parent folder name)")->required();
+  run.add_option("--output,-o", options.output, "Folder for features.csv, features.npy, pca.json, errors.csv, manifest.json")
+      ->required();
+  run.add_option("--model,-m", options.model,
+                 "Preset name (see 'orchard models'), or an .onnx file with its .json sidecar")
+      ->capture_default_str();
+  run.add_option("--backend", options.backend, "Inference backend")->capture_default_str();
+  run.add_option("--size", options.size, "Square input resolution, e.g. 100 or 224 (default: the model's)")
+      ->check(CLI::Range(1, 4096));
+  run.add_option("--pooling", flags.pooling, "Feature pooling: flatten, avg or max (default: the model's)")
+      ->check(CLI::IsMember({"flatten", "avg", "max"}));
+  auto* components = run.add_option("--pca-components", options.pca_components, "Keep K principal components")
+                         ->check(CLI::PositiveNumber);
+  run.add_option("--pca-variance", options.pca_variance,
+                 "Keep the fewest components explaining this share of variance (default 0.95)")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->excludes(components);
+  run.add_option("--batch", options.batch, "Images per inference batch")->capture_default_str()->check(CLI::Range(1, 4096));
+  run.add_option("--threads", options.threads, "Threads for decoding and inference (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  run.add_option("--limit", options.limit, "Process only the first N images (0 = all)")->check(CLI::NonNegativeNumber);
+  run.add_flag("--save-raw", options.save_raw, "Also write raw.npy: descriptors before PCA");
+  run.add_flag("--fail-on-error", flags.fail_on_error, "Exit 1 if any image failed (they are in errors.csv either way)");
+  run.add_option("--max-pixels", options.max_pixels, "Refuse images with more pixels than this (decompression bombs)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  run.add_option("--max-pca-dim", options.max_pca_dim, "Largest descriptor dimension for exact PCA (memory: d*d*8 bytes)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  run.add_option("--work-dir", options.work_dir, "Folder for temporary spill files (default: system temp)");
+  run.add_flag("--quiet,-q", flags.quiet, "No progress output");
+}
+
+int RunCommand(PipelineOptions& options, const RunFlags& flags) {
+  if (!flags.pooling.empty()) {
+    auto pooling = ParsePooling(flags.pooling);
+    if (!pooling.ok()) {
+      std::fprintf(stderr, "orchard: %s\n", pooling.status().message().c_str());
+      return 2;
+    }
+    options.pooling = *pooling;
+  }
+  if (Status valid = ValidatePipelineOptions(options); !valid.ok()) {
+    std::fprintf(stderr, "orchard: %s (see orchard run --help)\n", valid.message().c_str());
+    return 2;
+  }
+  // A model that cannot be found is a usage error, reported before any work starts.
+  if (auto model = ResolveModel(options.model, ModelSearchPath()); !model.ok()) {
+    std::fprintf(stderr, "orchard: %s\n", model.status().message().c_str());
+    return 2;
+  }
+  ProgressReporter reporter(!flags.quiet, isatty(STDERR_FILENO) != 0);
+  options.on_progress = [&](const Progress& p) { reporter.Update(p); };
+  options.on_warning = [](const std::string& message) { std::fprintf(stderr, "orchard: WARNING: %s\n", message.c_str()); };
+
+  auto summary = RunPipeline(options);
+  reporter.Finish();
+  if (!summary.ok()) {
+    std::fprintf(stderr, "orchard: %s\n", summary.status().message().c_str());
+    return 1;
+  }
+  std::fprintf(stderr,
+               "orchard: %lld images -> %lld x %lld matrix (PCA from %lld dims, %.1f%% of variance) in %.1f s "
+               "(%.1f images/s); %lld failed%s; results in %s\n",
+               static_cast<long long>(summary->processed), static_cast<long long>(summary->processed),
+               static_cast<long long>(summary->k), static_cast<long long>(summary->dim),
+               100.0 * summary->explained_variance, summary->seconds, summary->images_per_second,
+               static_cast<long long>(summary->failed), summary->failed ? " (see errors.csv)" : "",
+               summary->output.c_str());
+  if (summary->random_weights) {
+    std::fprintf(stderr, "orchard: WARNING: model '%s' has RANDOM weights: descriptors are not meaningful\n",
+                 summary->model_name.c_str());
+  }
+  return flags.fail_on_error && summary->failed > 0 ? 1 : 0;
+}
+
+}  // namespace orchard::cli
