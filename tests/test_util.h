@@ -20,6 +20,9 @@ std::filesystem::path FruitsMiniDir();
 std::vector<uint8_t> ReadFileBytes(const std::filesystem::path& path);
 void WriteFileBytes(const std::filesystem::path& path, const std::vector<uint8_t>& bytes);
 
+// Parses an RFC 4180 CSV file (quoted fields, doubled quotes, line breaks inside quotes).
+std::vector<std::vector<std::string>> ReadCsv(const std::filesystem::path& path);
+
 // A fresh directory under the system temp dir, removed with its contents on destruction.
 class ScratchDir {
  public:
