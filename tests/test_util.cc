@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "orchard/csv.h"
+
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -32,33 +34,7 @@ void WriteFileBytes(const std::filesystem::path& path, const std::vector<uint8_t
 
 std::vector<std::vector<std::string>> ReadCsv(const std::filesystem::path& path) {
   const std::vector<uint8_t> bytes = ReadFileBytes(path);
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> row(1);
-  bool quoted = false;
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    const char c = static_cast<char>(bytes[i]);
-    if (quoted) {
-      if (c == '"' && i + 1 < bytes.size() && bytes[i + 1] == '"') {
-        row.back() += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        row.back() += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      row.emplace_back();
-    } else if (c == '\n') {
-      rows.push_back(std::move(row));
-      row.assign(1, "");
-    } else {
-      row.back() += c;
-    }
-  }
-  if (row.size() > 1 || !row[0].empty()) rows.push_back(std::move(row));
-  return rows;
+  return ParseCsv(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 ScratchDir::ScratchDir() {

@@ -67,9 +67,4 @@ class NpyWriter {
 inline constexpr size_t kNpyHeaderBytes = 128;
 std::string NpyHeader(int64_t rows, int64_t cols);
 
-// One CSV field, quoted per RFC 4180 when it holds a comma, a quote or a line break.
-std::string CsvField(std::string_view text);
-// The shortest decimal text that reads back as exactly the same float ("0.1", "-2.5e-07").
-std::string FormatFloat(float value);
-
 }  // namespace orchard

@@ -14,6 +14,7 @@
 #include "orchard/pca_io.h"
 #include "orchard/preprocess.h"
 #include "orchard/storage.h"
+#include "orchard/csv.h"
 #include "orchard/writer.h"
 #include "pipeline/bounded_queue.h"
 #include "pipeline/manifest.h"

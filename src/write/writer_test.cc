@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <random>
 
+#include "orchard/csv.h"
 #include "orchard/writer.h"
 #include "test_util.h"
 
@@ -96,6 +97,22 @@ TEST(Csv, FloatsRoundTripExactly) {
   }
   EXPECT_EQ(FormatFloat(0.1f), "0.1");
   EXPECT_EQ(FormatFloat(-2.5f), "-2.5");
+}
+
+}  // namespace
+}  // namespace orchard
+
+namespace orchard {
+namespace {
+
+TEST(Csv, ParsesWhatItWrites) {
+  const std::vector<std::string> fields = {"plain", "with,comma", "with \"quote\"", "multi\nline", ""};
+  std::string line;
+  for (const auto& f : fields) line += (line.empty() ? "" : ",") + CsvField(f);
+  const auto rows = ParseCsv(line + "\n" + "a,b\r\n");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0], fields);
+  EXPECT_EQ(rows[1], (std::vector<std::string>{"a", "b"}));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "orchard/csv.h"
 #include "orchard/model.h"
 
 namespace orchard::cli {
@@ -24,35 +25,14 @@ std::string Describe(const PreprocessSpec& p) {
   return text;
 }
 
-// Reads the first field of each data row of a CSV written by orchard (fields may be quoted).
+// Counts the rows of an orchard CSV by the value of one column.
 std::map<std::string, int64_t> CountByColumn(const fs::path& csv, size_t column) {
+  std::ifstream in(csv, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto rows = ParseCsv(text);
   std::map<std::string, int64_t> counts;
-  std::ifstream in(csv);
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::vector<std::string> fields(1);
-    bool quoted = false;
-    for (size_t i = 0; i < line.size() && fields.size() <= column; ++i) {
-      const char c = line[i];
-      if (quoted) {
-        if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-          fields.back() += '"';
-          ++i;
-        } else if (c == '"') {
-          quoted = false;
-        } else {
-          fields.back() += c;
-        }
-      } else if (c == '"') {
-        quoted = true;
-      } else if (c == ',') {
-        fields.emplace_back();
-      } else {
-        fields.back() += c;
-      }
-    }
-    if (fields.size() > column) ++counts[fields[column]];
+  for (size_t i = 1; i < rows.size(); ++i) {
+    if (rows[i].size() > column) ++counts[rows[i][column]];
   }
   return counts;
 }

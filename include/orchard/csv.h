@@ -1,0 +1,20 @@
+// CSV as Orchard writes it (RFC 4180): fields quoted only when they hold a comma, a quote
+// or a line break; quotes doubled inside quoted fields.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace orchard {
+
+// One field, quoted when needed.
+std::string CsvField(std::string_view text);
+
+// The shortest decimal text that reads back as exactly the same float ("0.1", "-2.5e-07").
+std::string FormatFloat(float value);
+
+// Splits CSV text into rows of fields (quoted fields may span lines).
+std::vector<std::vector<std::string>> ParseCsv(std::string_view text);
+
+}  // namespace orchard
