@@ -36,7 +36,12 @@ void MakeInput(const fs::path& dir, int per_class, bool broken) {
   WriteFileBytes(bad / "empty.jpg", {});
   const std::string text = "not an image";
   WriteFileBytes(bad / "text.jpg", {text.begin(), text.end()});
-  auto jpeg = ReadFileBytes(testing::FruitsMiniDir() / "Training/Cherry 3/r0_11.jpg");
+  std::vector<fs::path> jpegs;
+  for (const auto& f : fs::recursive_directory_iterator(testing::FruitsMiniDir() / "Training")) {
+    if (f.path().extension() == ".jpg" && f.file_size() > 10000) jpegs.push_back(f.path());
+  }
+  ASSERT_FALSE(jpegs.empty());
+  auto jpeg = ReadFileBytes(*std::min_element(jpegs.begin(), jpegs.end()));
   jpeg.resize(2000);
   WriteFileBytes(bad / "truncated.jpg", jpeg);
   WriteFileBytes(bad / "notes.txt", {'h', 'i'});
