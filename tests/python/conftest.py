@@ -14,6 +14,9 @@ import pytest
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 
+# S3 fixtures (servers, buckets, fault proxy) live in their own plugin module.
+pytest_plugins = ["conftest_s3"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
