@@ -35,11 +35,20 @@ struct DecodeOptions {
 };
 
 // Decodes JPEG, PNG, WebP or BMP bytes to RGB.
-// - grayscale and CMYK (Adobe-inverted, as Photoshop writes it) become RGB;
-// - an alpha channel is dropped; 16-bit samples are reduced to 8 bits;
-// - the EXIF orientation tag of a JPEG is applied, so the result is upright;
-// - truncated or corrupt data is an error (kCorruptData), never a partly grey image;
-// - an unknown format is kUnsupported; a header over max_pixels is kResourceExhausted.
+// - grayscale and CMYK (Adobe-inverted, as Photoshop writes it) become RGB; palette images
+//   are expanded; an alpha channel is dropped (not composited); 16-bit samples keep their
+//   high byte. For 8-bit images the pixels equal Pillow's Image.open(...).convert("RGB")
+//   (JPEG: the same libjpeg-turbo, accurate IDCT, fancy upsampling);
+// - the EXIF orientation (JPEG APP1, PNG eXIf, WebP EXIF chunk) is applied, so the result is
+//   upright, as Pillow's ImageOps.exif_transpose would make it;
+// - truncated or corrupt data is an error (kCorruptData), never a partly grey image; this
+//   includes JPEGs on which libjpeg only warns (e.g. "Corrupt JPEG data: N extraneous bytes");
+// - an unknown format is kUnsupported ("not a supported image (JPEG, PNG, WebP, BMP): content
+//   starts with ..."), as are valid files this build cannot decode (lossless, hierarchical
+//   or 12-bit JPEG, animated WebP); an empty input is kCorruptData "empty file";
+// - a header over max_pixels is kResourceExhausted, decided from the header alone;
+// - never reads outside `bytes`, whatever they hold. Messages are one line, without the
+//   file name (callers add it with Status::WithContext).
 Result<Image> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& options = {});
 
 }  // namespace orchard
