@@ -112,10 +112,11 @@ Result<Image> DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& op
   image.width = static_cast<int>(info.width);  // at most 65535 (16-bit SOF fields)
   image.height = static_cast<int>(info.height);
   const size_t pixels = size_t{info.width} * info.height;
-  // STOPONWARNING: libjpeg reports truncation ("Premature end of JPEG file") and corrupt
-  // entropy data as warnings and pads the rest with grey; we want an error instead.
+  // libjpeg reports truncation ("Premature end of JPEG file") and corrupt entropy data as
+  // mere warnings and pads the rest with grey; those become errors below. The one warning
+  // that loses no pixel, stray bytes between segments, is accepted, as Pillow does.
   // LIMITSCANS: refuses progressive files with absurd scan counts (a CPU bomb).
-  const int flags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS;
+  const int flags = TJFLAG_LIMITSCANS;
   // libjpeg cannot convert CMYK/YCCK to RGB, so those are decoded to CMYK and converted here.
   std::vector<uint8_t> cmyk_pixels;
   image.rgb.resize(pixels * 3);
@@ -129,7 +130,10 @@ Result<Image> DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& op
   // since it never writes more than width x height pixels.
   if (tjDecompress2(tj, bytes.data(), static_cast<unsigned long>(bytes.size()), dst, image.width, 0,
                     image.height, cmyk ? TJPF_CMYK : TJPF_RGB, flags) != 0) {
-    return Status::CorruptData(std::string("corrupt or truncated JPEG: ") + tjGetErrorStr2(tj));
+    const std::string message = tjGetErrorStr2(tj);
+    const bool harmless = tjGetErrorCode(tj) == TJERR_WARNING &&
+                          message.find("extraneous bytes before marker") != std::string::npos;
+    if (!harmless) return Status::CorruptData("corrupt or truncated JPEG: " + message);
   }
   if (cmyk) InvertedCmykToRgb(cmyk_pixels.data(), pixels, image.rgb.data());
   ORCHARD_RETURN_NOT_OK(
