@@ -1,0 +1,116 @@
+// Internals of the S3 client shared by s3_client.cc, s3_storage.cc, s3_upload.cc,
+// s3_credentials.cc and their tests.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "orchard/s3.h"
+#include "orchard/s3_credentials.h"
+#include "storage/s3_http.h"
+#include "storage/sigv4.h"
+
+namespace orchard::s3internal {
+
+// ---- Environment and shared files ----------------------------------------------------------
+
+// The variable's value, or "" when unset.
+std::string GetEnv(const char* name);
+// $AWS_PROFILE, else $AWS_DEFAULT_PROFILE, else "default".
+std::string ProfileName();
+// $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials; $AWS_CONFIG_FILE or ~/.aws/config.
+std::string SharedCredentialsFile();
+std::string SharedConfigFile();
+
+// An INI file as the AWS CLI reads it: section -> key -> value. Keys are lower-cased;
+// indented lines (nested settings such as "s3 =\n  addressing_style = path") are skipped.
+using IniFile = std::map<std::string, std::map<std::string, std::string>>;
+// Empty when the file does not exist or cannot be read.
+IniFile ReadIniFile(const std::string& path);
+// The section of `profile` in the config file: "[profile name]", or "[default]".
+const std::map<std::string, std::string>* ConfigProfile(const IniFile& config,
+                                                        const std::string& profile);
+
+// "2017-05-17T15:09:54Z" (fractions and "+00:00" accepted) -> time point.
+std::optional<std::chrono::system_clock::time_point> ParseIso8601(std::string_view text);
+
+// ---- The client ----------------------------------------------------------------------------
+
+// One S3 operation, before addressing and signing.
+struct S3Request {
+  std::string operation;  // "GetObject", for messages
+  std::string method;
+  std::string bucket;
+  std::string key;
+  bool bucket_level = false;  // ListObjectsV2: the path is the bucket, not an object
+  sigv4::Pairs query;         // decoded
+  sigv4::Pairs headers;       // extra headers to send and sign (Range, Content-Type...)
+  std::string_view body;
+  uint64_t max_response_bytes = 64ull << 20;
+  // CompleteMultipartUpload may answer 200 with an <Error> document.
+  bool error_in_ok_body = false;
+  // The location named in messages, e.g. "s3://bucket/prefix"; default s3://bucket/key.
+  std::string location;
+};
+
+// Test hook: called before every attempt; returning an error makes that attempt fail with
+// it instead of being sent.
+using FaultInjector = std::function<std::optional<S3Error>(const S3Request&, int attempt)>;
+
+}  // namespace orchard::s3internal
+
+namespace orchard {
+
+struct S3Client::Impl {
+  S3Options options;
+  std::shared_ptr<CredentialsProvider> credentials;
+  std::shared_ptr<RetryPolicy> retry;
+  std::unique_ptr<s3internal::HttpClient> http;
+
+  // The parsed endpoint: "" scheme when on AWS.
+  std::string scheme;
+  std::string host;       // host[:port] as in the endpoint
+  std::string base_path;  // path of the endpoint, without a trailing '/'
+  bool on_aws = true;
+
+  std::mutex mu;
+  std::map<std::string, std::string> bucket_regions;  // learned from x-amz-bucket-region
+  s3internal::FaultInjector fault_injector;           // tests only
+
+  // Sends with signing and retries. Returns the 2xx response, or a Status that names the
+  // location, status, S3 code and attempts. Thread-safe.
+  Result<s3internal::HttpResponse> Send(const s3internal::S3Request& request);
+
+  Status ListObjects(const std::string& bucket, const std::string& prefix,
+                     const std::function<Status(const ObjectInfo&)>& visit);
+  Result<std::vector<uint8_t>> GetObject(const S3Url& url);
+  Status PutObject(const S3Url& url, std::string_view bytes);
+  Status UploadFile(const std::string& local_path, const S3Url& url);
+  Result<bool> ObjectExists(const S3Url& url);
+  Status DeleteObject(const S3Url& url);
+  // Upload ids of unfinished multipart uploads below `prefix` (tests check aborts).
+  Result<std::vector<std::string>> ListMultipartUploads(const std::string& bucket,
+                                                        const std::string& prefix);
+
+  // A source of part bytes: fills `scratch` or points into caller memory.
+  using PartReader =
+      std::function<Result<std::string_view>(uint64_t offset, uint64_t size, std::string& scratch)>;
+  Status PutSingle(const S3Url& url, std::string_view bytes);
+  Status PutMultipart(const S3Url& url, uint64_t size, const PartReader& read);
+
+  // The part size used for an upload of `size` bytes.
+  uint64_t PartSize(uint64_t size) const;
+
+ private:
+  std::string RegionFor(const std::string& bucket);
+  Status ErrorStatus(const s3internal::S3Request& request, const S3Error& error, int attempts,
+                     const AwsCredentials* credentials) const;
+};
+
+}  // namespace orchard
