@@ -1,4 +1,5 @@
 // The processing chain: list -> read -> decode -> preprocess -> extract -> PCA -> write.
+// Input, output and model may each be a local path or an s3:// URL.
 //
 // RunPipeline streams: stages are joined by bounded queues and descriptors are spilled to a
 // local work folder between the PCA fit and the projection, so memory does not grow with
@@ -15,6 +16,7 @@
 
 #include "orchard/model.h"
 #include "orchard/pca.h"
+#include "orchard/s3.h"
 #include "orchard/status.h"
 
 namespace orchard {
@@ -28,9 +30,10 @@ struct Progress {
 };
 
 struct PipelineOptions {
-  std::string input;               // a local folder
-  std::string output;              // a local folder, created if needed
-  std::string model = "mobilenet_v2";  // preset name, .onnx or .json path
+  std::string input;               // a local folder or s3://bucket/prefix
+  std::string output;              // a local folder (created if needed) or s3://bucket/prefix
+  std::string model = "mobilenet_v2";  // preset name, or .onnx / .json path or s3:// URL
+  S3Options s3;                    // endpoint, region, credentials for s3:// locations
   std::string backend = "opencv-dnn";
   int size = 0;                    // square input size; 0 = the model's own
   std::optional<Pooling> pooling;  // default: the model's

@@ -169,6 +169,10 @@ class S3Client {
   Result<bool> ObjectExists(const S3Url& url);
   // Deleting a missing object is not an error (S3 semantics).
   Status DeleteObject(const S3Url& url);
+  // Checks, before a long run, that objects can be written at `url`: starts a multipart
+  // upload there and aborts it, which needs only s3:PutObject and s3:AbortMultipartUpload
+  // and leaves nothing behind.
+  Status CheckWritable(const S3Url& url);
 
   const S3Options& options() const;
 
@@ -197,5 +201,8 @@ Status PutObject(const std::string& url, std::string_view bytes, const S3Options
 Status UploadFile(const std::string& local_path, const std::string& url, const S3Options& options);
 Result<bool> ObjectExists(const std::string& url, const S3Options& options);
 Status DeleteObject(const std::string& url, const S3Options& options);
+
+// A local folder or an s3:// prefix, whichever `location` names.
+Result<std::unique_ptr<Storage>> OpenStorage(const std::string& location, const S3Options& s3);
 
 }  // namespace orchard

@@ -17,6 +17,7 @@
 #include "orchard/csv.h"
 #include "orchard/writer.h"
 #include "pipeline/bounded_queue.h"
+#include "pipeline/locations.h"
 #include "pipeline/manifest.h"
 #include "pipeline/spill.h"
 
@@ -232,8 +233,14 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   const int threads =
       options.threads > 0 ? options.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
-  // Model first: a wrong model name or a too large descriptor fails before any work.
-  ORCHARD_ASSIGN_OR_RETURN(ModelSpec spec, ResolveModel(options.model, ModelSearchPath()));
+  ORCHARD_ASSIGN_OR_RETURN(auto work, WorkDir::Create(options.work_dir));
+  ORCHARD_ASSIGN_OR_RETURN(auto locations, RunLocations::Open(options, work->path()));
+  Storage& storage = locations->input();
+  const fs::path out_dir = locations->output_dir();
+
+  // The model next: a wrong model or a too large descriptor fails before any image is read.
+  ORCHARD_ASSIGN_OR_RETURN(std::string model, locations->LocalModel(options.model));
+  ORCHARD_ASSIGN_OR_RETURN(ModelSpec spec, ResolveModel(model, ModelSearchPath()));
   ManifestBuilder manifest(options, spec, threads);
   if (!spec.sha256.empty()) {
     ORCHARD_ASSIGN_OR_RETURN(std::string sha, Sha256File(spec.file));
@@ -266,20 +273,13 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   }
   manifest.SetModelLoaded(dim, extractor->feature_shape(), extractor_options, SecondsSince(setup_start));
 
-  ORCHARD_ASSIGN_OR_RETURN(auto storage, OpenLocalStorage(options.input));
-  std::error_code ec;
-  fs::create_directories(options.output, ec);
-  if (ec) return Status::IOError("cannot create output folder " + options.output + ": " + ec.message());
-  const fs::path out_dir(options.output);
-  ORCHARD_ASSIGN_OR_RETURN(auto work, WorkDir::Create(options.work_dir));
-
   // Pass 0: list into a spill file, so the total is known and memory stays flat.
   progress({0, 0, 0, 0.0, "listing"});
   auto list_start = Clock::now();
   int64_t listed = 0, images = 0;
   {
     ORCHARD_ASSIGN_OR_RETURN(auto listing, RecordWriter::Create(work->path() / "listing"));
-    ORCHARD_RETURN_NOT_OK(WriteListing(*storage, options, *listing, &listed, &images, state));
+    ORCHARD_RETURN_NOT_OK(WriteListing(storage, options, *listing, &listed, &images, state));
   }
   manifest.times().list = SecondsSince(list_start);
 
@@ -295,7 +295,7 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   // Two batches per decode thread are enough to keep the model busy; more only costs memory.
   BoundedQueue<PreparedBatch> prepared(static_cast<size_t>(threads + 1),
                                        std::max(batch_bytes * 2, size_t{64} << 20));
-  Preparer preparer(*storage, preprocess, decode_options);
+  Preparer preparer(storage, preprocess, decode_options);
 
   std::thread dispatcher(Dispatch, work->path() / "listing", options.batch, std::ref(units), std::ref(state));
   std::vector<std::thread> workers;
@@ -388,10 +388,11 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
     manifest.SetFailure(processed == 0 ? "no image could be processed" : "PCA needs at least 2 images");
     manifest.times().total = SecondsSince(run_start);
     ORCHARD_RETURN_NOT_OK(WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
+    ORCHARD_RETURN_NOT_OK(locations->Publish({"errors.csv", "manifest.json"}));
     return Status::InvalidArgument(
         (processed == 0 ? "no image could be processed" : "only 1 image could be processed; PCA needs at least 2") +
         std::string(" (") + std::to_string(listed) + " listed, " + std::to_string(failed) +
-        " failed: see " + (out_dir / "errors.csv").string() + ")");
+        " failed: see errors.csv in " + options.output + ")");
   }
 
   progress({images, processed, failed, 0.0, "fitting PCA"});
@@ -449,6 +450,9 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   manifest.times().total = summary.seconds;
   manifest.SetPca(pca, pca_options);
   ORCHARD_RETURN_NOT_OK(WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
+  // The manifest goes last: whoever sees it sees a complete result.
+  ORCHARD_RETURN_NOT_OK(locations->Publish(
+      {"features.csv", "features.npy", "raw.npy", "pca.json", "errors.csv", "manifest.json"}));
   return summary;
 }
 

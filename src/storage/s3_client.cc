@@ -325,6 +325,7 @@ Status S3Client::UploadFile(const std::string& local_path, const S3Url& url) {
 }
 Result<bool> S3Client::ObjectExists(const S3Url& url) { return impl_->ObjectExists(url); }
 Status S3Client::DeleteObject(const S3Url& url) { return impl_->DeleteObject(url); }
+Status S3Client::CheckWritable(const S3Url& url) { return impl_->CheckWritable(url); }
 
 // ---- One-shot helpers ---------------------------------------------------------------------
 

@@ -94,6 +94,9 @@ struct S3Client::Impl {
   Status UploadFile(const std::string& local_path, const S3Url& url);
   Result<bool> ObjectExists(const S3Url& url);
   Status DeleteObject(const S3Url& url);
+  Status CheckWritable(const S3Url& url);
+  Result<std::string> CreateMultipartUpload(const S3Url& url);
+  Status AbortMultipartUpload(const S3Url& url, const std::string& upload_id);
   // Upload ids of unfinished multipart uploads below `prefix` (tests check aborts).
   Result<std::vector<std::string>> ListMultipartUploads(const std::string& bucket,
                                                         const std::string& prefix);

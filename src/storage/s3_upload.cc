@@ -88,14 +88,7 @@ Status S3Client::Impl::PutSingle(const S3Url& url, std::string_view bytes) {
   return response.ok() ? Status::OK() : response.status();
 }
 
-Status S3Client::Impl::PutMultipart(const S3Url& url, uint64_t size, const PartReader& read) {
-  const uint64_t part_size = PartSize(size);
-  const uint64_t parts = (size + part_size - 1) / part_size;
-  if (parts > kMaxParts) {
-    return Status::InvalidArgument("upload to " + url.ToString() + " is too large for S3");
-  }
-
-  // 1. Create.
+Result<std::string> S3Client::Impl::CreateMultipartUpload(const S3Url& url) {
   S3Request create;
   create.operation = "CreateMultipartUpload";
   create.method = "POST";
@@ -109,20 +102,41 @@ Status S3Client::Impl::PutMultipart(const S3Url& url, uint64_t size, const PartR
     return Status::CorruptData("CreateMultipartUpload " + url.ToString() +
                                ": no UploadId in the response");
   }
-  const std::string upload_id = s3internal::XmlUnescape(*upload_id_xml);
+  return s3internal::XmlUnescape(*upload_id_xml);
+}
+
+Status S3Client::Impl::AbortMultipartUpload(const S3Url& url, const std::string& upload_id) {
+  S3Request r;
+  r.operation = "AbortMultipartUpload";
+  r.method = "DELETE";
+  r.bucket = url.bucket;
+  r.key = url.key;
+  r.query = {{"uploadId", upload_id}};
+  return Send(r).status();
+}
+
+Status S3Client::Impl::CheckWritable(const S3Url& url) {
+  // Starting and aborting a multipart upload needs exactly s3:PutObject and
+  // s3:AbortMultipartUpload (the output policy), and leaves no object behind.
+  ORCHARD_ASSIGN_OR_RETURN(const std::string upload_id, CreateMultipartUpload(url));
+  return AbortMultipartUpload(url, upload_id);
+}
+
+Status S3Client::Impl::PutMultipart(const S3Url& url, uint64_t size, const PartReader& read) {
+  const uint64_t part_size = PartSize(size);
+  const uint64_t parts = (size + part_size - 1) / part_size;
+  if (parts > kMaxParts) {
+    return Status::InvalidArgument("upload to " + url.ToString() + " is too large for S3");
+  }
+
+  // 1. Create.
+  ORCHARD_ASSIGN_OR_RETURN(const std::string upload_id, CreateMultipartUpload(url));
 
   auto abort = [&](Status cause) -> Status {
-    S3Request r;
-    r.operation = "AbortMultipartUpload";
-    r.method = "DELETE";
-    r.bucket = url.bucket;
-    r.key = url.key;
-    r.query = {{"uploadId", upload_id}};
-    Result<HttpResponse> aborted = Send(r);
+    Status aborted = AbortMultipartUpload(url, upload_id);
     if (!aborted.ok()) {
       return Status(cause.code(),
-                    cause.message() + "; aborting the upload failed too (" +
-                        aborted.status().message() +
+                    cause.message() + "; aborting the upload failed too (" + aborted.message() +
                         "), so its parts stay stored until a lifecycle rule removes them");
     }
     return cause;

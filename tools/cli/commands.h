@@ -11,6 +11,7 @@ namespace orchard::cli {
 // Flags of 'orchard run' that are not PipelineOptions themselves.
 struct RunFlags {
   std::string pooling;
+  std::string s3_endpoint;
   bool fail_on_error = false;
   bool quiet = false;
 };
@@ -18,6 +19,11 @@ struct RunFlags {
 void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags);
 int RunCommand(PipelineOptions& options, const RunFlags& flags);
 int ListModelsCommand();
+// Lists what a run would process, with counts per label.
+int LsCommand(const std::string& location, const std::string& s3_endpoint);
+// S3 options from the environment (AWS_*), with --s3-endpoint on top; prints and returns
+// false on a bad setting.
+bool S3OptionsFor(const std::string& s3_endpoint, S3Options* options);
 int InspectCommand(const std::string& output_dir);
 
 }  // namespace orchard::cli

@@ -7,6 +7,8 @@
 #include "commands.h"
 #include "orchard/csv.h"
 #include "orchard/model.h"
+#include "orchard/storage.h"
+#include "orchard/s3.h"
 
 namespace orchard::cli {
 namespace {
@@ -54,6 +56,40 @@ int ListModelsCommand() {
     if (!present) std::printf("%-14s not on disk yet: %s\n", known.name.c_str(), known.how_to_get.c_str());
   }
   std::printf("\nAny ONNX model works too: --model path/model.onnx with a path/model.json sidecar (docs/models.md).\n");
+  return 0;
+}
+
+int LsCommand(const std::string& location, const std::string& s3_endpoint) {
+  S3Options s3;
+  if (!S3OptionsFor(s3_endpoint, &s3)) return 2;
+  auto storage = OpenStorage(location, s3);
+  if (!storage.ok()) {
+    std::fprintf(stderr, "orchard: %s\n", storage.status().message().c_str());
+    return 1;
+  }
+  std::map<std::string, int64_t> per_label;
+  int64_t images = 0, others = 0;
+  uint64_t bytes = 0;
+  const Status listed = (*storage)->List([&](const ObjectInfo& info) {
+    if (HasImageExtension(info.key)) {
+      ++per_label[LabelOf(info.key)];
+      ++images;
+      bytes += info.size;
+    } else {
+      ++others;
+    }
+    return Status::OK();
+  });
+  if (!listed.ok()) {
+    std::fprintf(stderr, "orchard: %s\n", listed.message().c_str());
+    return 1;
+  }
+  for (const auto& [label, n] : per_label) {
+    std::printf("%-30s %lld\n", label.empty() ? "(no label)" : label.c_str(), static_cast<long long>(n));
+  }
+  std::printf("%lld images (%.1f MB) in %zu labels; %lld other files (they would be listed in errors.csv)\n",
+              static_cast<long long>(images), static_cast<double>(bytes) / 1e6, per_label.size(),
+              static_cast<long long>(others));
   return 0;
 }
 

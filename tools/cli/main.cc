@@ -32,6 +32,10 @@ int main(int argc, char** argv) {
   orchard::cli::AddRunFlags(*run, options, flags);
 
   CLI::App* models = app.add_subcommand("models", "List the model presets and where they come from");
+  std::string ls_location, ls_endpoint;
+  CLI::App* ls = app.add_subcommand("ls", "List what a run would process, with counts per label");
+  ls->add_option("LOCATION", ls_location, "Folder or s3://bucket/prefix")->required();
+  ls->add_option("--s3-endpoint", ls_endpoint, "S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)");
   std::string inspect_dir;
   CLI::App* inspect = app.add_subcommand("inspect", "Summarise the result folder of a run");
   inspect->add_option("OUT", inspect_dir, "Output folder of 'orchard run'")->required();
@@ -50,6 +54,7 @@ int main(int argc, char** argv) {
   }
 
   if (*models) return orchard::cli::ListModelsCommand();
+  if (*ls) return orchard::cli::LsCommand(ls_location, ls_endpoint);
   if (*inspect) return orchard::cli::InspectCommand(inspect_dir);
 
   std::signal(SIGINT, OnSignal);

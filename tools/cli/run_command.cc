@@ -10,12 +10,17 @@
 namespace orchard::cli {
 
 void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags) {
-  run.add_option("--input,-i", options.input, "Folder of images (label = parent folder name)")->required();
-  run.add_option("--output,-o", options.output, "Folder for features.csv, features.npy, pca.json, errors.csv, manifest.json")
+  run.add_option("--input,-i", options.input,
+                 "Folder or s3://bucket/prefix of images (label = parent folder name)")
+      ->required();
+  run.add_option("--output,-o", options.output,
+                 "Folder or s3://bucket/prefix for features.csv, features.npy, pca.json, errors.csv, manifest.json")
       ->required();
   run.add_option("--model,-m", options.model,
-                 "Preset name (see 'orchard models'), or an .onnx file with its .json sidecar")
+                 "Preset name (see 'orchard models'), or an .onnx file (local or s3://) with its .json sidecar")
       ->capture_default_str();
+  run.add_option("--s3-endpoint", flags.s3_endpoint,
+                 "S3-compatible endpoint, e.g. http://127.0.0.1:8333 (default: $AWS_ENDPOINT_URL, else AWS)");
   run.add_option("--backend", options.backend, "Inference backend")->capture_default_str();
   run.add_option("--size", options.size, "Square input resolution, e.g. 100 or 224 (default: the model's)")
       ->check(CLI::Range(1, 4096));
@@ -44,6 +49,23 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags) {
   run.add_flag("--quiet,-q", flags.quiet, "No progress output");
 }
 
+bool S3OptionsFor(const std::string& s3_endpoint, S3Options* options) {
+  auto from_env = S3OptionsFromEnvironment();
+  if (!from_env.ok()) {
+    std::fprintf(stderr, "orchard: %s\n", from_env.status().message().c_str());
+    return false;
+  }
+  *options = *from_env;
+  if (!s3_endpoint.empty()) {
+    if (s3_endpoint.rfind("http://", 0) != 0 && s3_endpoint.rfind("https://", 0) != 0) {
+      std::fprintf(stderr, "orchard: --s3-endpoint must start with http:// or https://\n");
+      return false;
+    }
+    options->endpoint = s3_endpoint;
+  }
+  return true;
+}
+
 int RunCommand(PipelineOptions& options, const RunFlags& flags) {
   if (!flags.pooling.empty()) {
     auto pooling = ParsePooling(flags.pooling);
@@ -57,8 +79,9 @@ int RunCommand(PipelineOptions& options, const RunFlags& flags) {
     std::fprintf(stderr, "orchard: %s (see orchard run --help)\n", valid.message().c_str());
     return 2;
   }
+  if (!S3OptionsFor(flags.s3_endpoint, &options.s3)) return 2;
   // A model that cannot be found is a usage error, reported before any work starts.
-  if (auto model = ResolveModel(options.model, ModelSearchPath()); !model.ok()) {
+  if (auto model = ResolveModel(options.model, ModelSearchPath()); !IsS3Url(options.model) && !model.ok()) {
     std::fprintf(stderr, "orchard: %s\n", model.status().message().c_str());
     return 2;
   }
