@@ -389,6 +389,7 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
     manifest.times().total = SecondsSince(run_start);
     ORCHARD_RETURN_NOT_OK(WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
     ORCHARD_RETURN_NOT_OK(locations->Publish({"errors.csv", "manifest.json"}));
+    if (listed == 0) return Status::NotFound("no file found in " + options.input + ": nothing to process");
     return Status::InvalidArgument(
         (processed == 0 ? "no image could be processed" : "only 1 image could be processed; PCA needs at least 2") +
         std::string(" (") + std::to_string(listed) + " listed, " + std::to_string(failed) +
