@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "orchard/extractor.h"
+#include "orchard/featurizer.h"
 #include "orchard/image.h"
 #include "orchard/pca_io.h"
 #include "orchard/preprocess.h"
@@ -230,8 +231,7 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
     p.elapsed_seconds = SecondsSince(run_start);
     if (options.on_progress) options.on_progress(p);
   };
-  const int threads =
-      options.threads > 0 ? options.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = EffectiveThreads(options.threads);
 
   ORCHARD_ASSIGN_OR_RETURN(auto work, WorkDir::Create(options.work_dir));
   ORCHARD_ASSIGN_OR_RETURN(auto locations, RunLocations::Open(options, work->path()));
@@ -239,31 +239,19 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   const fs::path out_dir = locations->output_dir();
 
   // The model next: a wrong model or a too large descriptor fails before any image is read.
-  ORCHARD_ASSIGN_OR_RETURN(std::string model, locations->LocalModel(options.model));
-  ORCHARD_ASSIGN_OR_RETURN(ModelSpec spec, ResolveModel(model, ModelSearchPath()));
-  ManifestBuilder manifest(options, spec, threads);
-  if (!spec.sha256.empty()) {
-    ORCHARD_ASSIGN_OR_RETURN(std::string sha, Sha256File(spec.file));
-    if (sha != spec.sha256) {
-      return Status::CorruptData("model file " + spec.file.string() + " has sha256 " + sha +
-                                 " but its sidecar says " + spec.sha256 + " (re-export the model)");
-    }
-  }
-  if (spec.random_weights()) {
-    warn("model '" + spec.name + "' has RANDOM weights (seeded, not trained): descriptors are "
-         "only good for speed and shape checks. Put the ImageNet weights in the torch cache and "
-         "run scripts/export-models again.");
-  }
-  ExtractorOptions extractor_options;
-  extractor_options.width = options.size > 0 ? options.size : spec.preprocess.width;
-  extractor_options.height = options.size > 0 ? options.size : spec.preprocess.height;
-  extractor_options.pooling = options.pooling.value_or(spec.pooling);
-  extractor_options.threads = threads;
-  PreprocessSpec preprocess = spec.preprocess;
-  preprocess.width = extractor_options.width;
-  preprocess.height = extractor_options.height;
+  FeaturizerOptions model_options;
+  ORCHARD_ASSIGN_OR_RETURN(model_options.model, locations->LocalModel(options.model));
+  model_options.backend = options.backend;
+  model_options.size = options.size;
+  model_options.pooling = options.pooling;
+  model_options.threads = threads;
   auto setup_start = Clock::now();
-  ORCHARD_ASSIGN_OR_RETURN(auto extractor, CreateExtractor(options.backend, spec, extractor_options));
+  ORCHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_options));
+  const ModelSpec& spec = loaded.spec;
+  const PreprocessSpec& preprocess = loaded.preprocess;
+  FeatureExtractor* extractor = loaded.extractor.get();
+  ManifestBuilder manifest(options, spec, threads);
+  if (spec.random_weights()) warn(RandomWeightsWarning(spec));
   const int64_t dim = extractor->dim();
   ORCHARD_ASSIGN_OR_RETURN(PcaAccumulator accumulator, PcaAccumulator::Create(dim, options.max_pca_dim));
   const PcaOptions pca_options = PcaOptionsFrom(options);
@@ -271,7 +259,7 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
     return Status::InvalidArgument("--pca-components " + std::to_string(pca_options.components) +
                                    " is more than the descriptor dimension " + std::to_string(dim));
   }
-  manifest.SetModelLoaded(dim, extractor->feature_shape(), extractor_options, SecondsSince(setup_start));
+  manifest.SetModelLoaded(dim, extractor->feature_shape(), loaded.extractor_options, SecondsSince(setup_start));
 
   // Pass 0: list into a spill file, so the total is known and memory stays flat.
   progress({0, 0, 0, 0.0, "listing"});
