@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
   for (auto& t : pool) t.join();
   const double total_s = std::chrono::duration<double>(Clock::now() - start).count();
   std::printf(
-      "{\"objects\": %zu, \"bytes\": %zu, \"failures\": %zu, \"threads\": %d, \"list_seconds\": %.4f, "
+      "{\"objects\": %zu, \"bytes\": %zu, \"failures\": %zu, \"threads\": %d, \"list_seconds\": "
+      "%.4f, "
       "\"total_seconds\": %.4f, \"objects_per_second\": %.1f}\n",
       keys.size(), bytes.load(), failures.load(), threads, list_s, total_s,
       static_cast<double>(keys.size()) / total_s);

@@ -1,11 +1,11 @@
 #include "test_util.h"
 
-#include "orchard/csv.h"
-
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <stdexcept>
+
+#include "orchard/csv.h"
 
 namespace orchard::testing {
 
@@ -28,7 +28,8 @@ std::vector<uint8_t> ReadFileBytes(const std::filesystem::path& path) {
 void WriteFileBytes(const std::filesystem::path& path, const std::vector<uint8_t>& bytes) {
   std::filesystem::create_directories(path.parent_path());
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 

@@ -18,10 +18,10 @@
 namespace orchard {
 
 struct ExtractorOptions {
-  int width = 0;         // input size; 0 = the model's native size
+  int width = 0;  // input size; 0 = the model's native size
   int height = 0;
   Pooling pooling = Pooling::kAvg;
-  int threads = 0;       // 0 = all cores
+  int threads = 0;  // 0 = all cores
 };
 
 class FeatureExtractor {

@@ -21,9 +21,9 @@ namespace orchard {
 struct FeaturizerOptions {
   std::string model = "mobilenet_v2";  // preset name, or a local .onnx / .json path
   std::string backend = "opencv-dnn";
-  int size = 0;                         // square input size; 0 = the model's own
-  std::optional<Pooling> pooling;       // default: the model's
-  int threads = 0;                      // 0 = all cores
+  int size = 0;                    // square input size; 0 = the model's own
+  std::optional<Pooling> pooling;  // default: the model's
+  int threads = 0;                 // 0 = all cores
   uint64_t max_pixels = DecodeOptions{}.max_pixels;
 };
 

@@ -47,9 +47,15 @@ struct ModelSpec {
 // names the key and the file.
 Result<ModelSpec> LoadModelSpec(const std::filesystem::path& sidecar);
 
-// Folders searched for presets, in order: $ORCHARD_MODEL_PATH (':'-separated), the
-// `models` folder beside the executable or one level up, and the source tree's models/.
+// Folders searched for presets, in order: $ORCHARD_MODEL_PATH (':'-separated), the folders
+// given to AddModelSearchDir() (the latest first), the `models` folder beside the executable
+// or one level up, and the source tree's models/.
 std::vector<std::filesystem::path> ModelSearchPath();
+
+// Adds `dir` to ModelSearchPath(), before the executable's and the source tree's folders but
+// after $ORCHARD_MODEL_PATH (which always wins). Adding a folder already added moves it to the
+// front. Used by the Python package for the models/ it ships. Thread-safe.
+void AddModelSearchDir(const std::filesystem::path& dir);
 
 // `name_or_path` is a preset name ("mobilenet_v2"), a sidecar path (".json") or an ONNX
 // path whose sidecar is the same path with ".json" instead of ".onnx".

@@ -30,10 +30,10 @@ struct Progress {
 };
 
 struct PipelineOptions {
-  std::string input;               // a local folder or s3://bucket/prefix
-  std::string output;              // a local folder (created if needed) or s3://bucket/prefix
+  std::string input;                   // a local folder or s3://bucket/prefix
+  std::string output;                  // a local folder (created if needed) or s3://bucket/prefix
   std::string model = "mobilenet_v2";  // preset name, or .onnx / .json path or s3:// URL
-  S3Options s3;                    // endpoint, region, credentials for s3:// locations
+  S3Options s3;                        // endpoint, region, credentials for s3:// locations
   std::string backend = "opencv-dnn";
   int size = 0;                    // square input size; 0 = the model's own
   std::optional<Pooling> pooling;  // default: the model's
@@ -41,11 +41,11 @@ struct PipelineOptions {
   double pca_variance = 0.0;
   int64_t max_pca_dim = kDefaultMaxPcaDim;
   int batch = 16;
-  int threads = 0;                 // 0 = all cores
-  int64_t limit = 0;               // 0 = all images
+  int threads = 0;    // 0 = all cores
+  int64_t limit = 0;  // 0 = all images
   bool save_raw = false;
   uint64_t max_pixels = 89'478'485;
-  std::string work_dir;            // for spill files; empty = the system temp folder
+  std::string work_dir;  // for spill files; empty = the system temp folder
   std::function<void(const Progress&)> on_progress;  // called from the pipeline's thread
   std::function<void(const std::string&)> on_warning;
   const std::atomic<bool>* cancel = nullptr;  // set to stop the run (Ctrl-C)
@@ -55,8 +55,8 @@ struct RunSummary {
   int64_t listed = 0;
   int64_t processed = 0;
   int64_t failed = 0;
-  int64_t dim = 0;  // descriptor length
-  int64_t k = 0;    // PCA components kept
+  int64_t dim = 0;                  // descriptor length
+  int64_t k = 0;                    // PCA components kept
   double explained_variance = 0.0;  // cumulative ratio of the kept components
   double seconds = 0.0;
   double images_per_second = 0.0;

@@ -14,9 +14,9 @@
 namespace orchard {
 
 enum class ResizePolicy {
-  kStretch,            // resize straight to width x height (Keras load_img(target_size=...))
-  kShorterSideCrop,    // resize the shorter side to size / crop_fraction, then center-crop
-                       // (torchvision Resize(256) + CenterCrop(224) for crop_fraction 0.875)
+  kStretch,          // resize straight to width x height (Keras load_img(target_size=...))
+  kShorterSideCrop,  // resize the shorter side to size / crop_fraction, then center-crop
+                     // (torchvision Resize(256) + CenterCrop(224) for crop_fraction 0.875)
 };
 // kShorterSideCrop in detail, as torchvision 0.14 computes it: S = int(min(width, height) /
 // crop_fraction); the image's shorter side becomes S and its longer side int(S * long /
@@ -26,11 +26,11 @@ enum class ResizePolicy {
 // ((target - resized) // 2 before), which normalises like a black pixel.
 
 enum class Interpolation {
-  kNearest,        // OpenCV INTER_NEAREST (not PIL's NEAREST: that is INTER_NEAREST_EXACT)
-  kBilinear,       // OpenCV INTER_LINEAR (no antialiasing)
-  kArea,           // OpenCV INTER_AREA
-  kBicubic,        // OpenCV INTER_CUBIC
-  kPilBilinear,    // Pillow's BILINEAR resampling, antialiased (what torchvision does on PIL images)
+  kNearest,      // OpenCV INTER_NEAREST (not PIL's NEAREST: that is INTER_NEAREST_EXACT)
+  kBilinear,     // OpenCV INTER_LINEAR (no antialiasing)
+  kArea,         // OpenCV INTER_AREA
+  kBicubic,      // OpenCV INTER_CUBIC
+  kPilBilinear,  // Pillow's BILINEAR resampling, antialiased (what torchvision does on PIL images)
 };
 
 enum class ChannelOrder { kRGB, kBGR };
@@ -52,7 +52,8 @@ struct PreprocessSpec {
 
 // Number of floats one preprocessed image occupies: 3 * width * height.
 inline std::size_t TensorElements(const PreprocessSpec& spec) {
-  return std::size_t{3} * static_cast<std::size_t>(spec.width) * static_cast<std::size_t>(spec.height);
+  return std::size_t{3} * static_cast<std::size_t>(spec.width) *
+         static_cast<std::size_t>(spec.height);
 }
 
 // Checks sizes (1..16384), enum values, crop_fraction (in (0, 1], and only for

@@ -14,14 +14,14 @@ namespace orchard {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // the caller's input is wrong (options, shapes, a bad image)
-  kNotFound,          // a file, key, model or layer does not exist
-  kIOError,           // reading or writing failed
-  kCorruptData,       // bytes are not what they claim to be (bad image, bad model file)
-  kUnsupported,       // valid input that Orchard does not handle (format, dimension too large)
-  kResourceExhausted, // a configured limit was hit (pixel limit, memory bound)
-  kCancelled,         // the run was stopped
-  kInternal,          // a bug or an unexpected library failure
+  kInvalidArgument,    // the caller's input is wrong (options, shapes, a bad image)
+  kNotFound,           // a file, key, model or layer does not exist
+  kIOError,            // reading or writing failed
+  kCorruptData,        // bytes are not what they claim to be (bad image, bad model file)
+  kUnsupported,        // valid input that Orchard does not handle (format, dimension too large)
+  kResourceExhausted,  // a configured limit was hit (pixel limit, memory bound)
+  kCancelled,          // the run was stopped
+  kInternal,           // a bug or an unexpected library failure
 };
 
 // Stable lower-case name of a code, e.g. "invalid_argument"; used in errors.csv and logs.
@@ -33,7 +33,9 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status OK() { return Status(); }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status IOError(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
   static Status CorruptData(std::string m) { return {StatusCode::kCorruptData, std::move(m)}; }
@@ -62,7 +64,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (status_.ok()) status_ = Status::Internal("Result constructed from an OK status");
   }
@@ -88,10 +90,10 @@ class [[nodiscard]] Result {
 #define ORCHARD_CONCAT(a, b) ORCHARD_CONCAT_IMPL(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define ORCHARD_RETURN_NOT_OK(expr)                 \
-  do {                                              \
-    ::orchard::Status _orchard_st = (expr);         \
-    if (!_orchard_st.ok()) return _orchard_st;      \
+#define ORCHARD_RETURN_NOT_OK(expr)            \
+  do {                                         \
+    ::orchard::Status _orchard_st = (expr);    \
+    if (!_orchard_st.ok()) return _orchard_st; \
   } while (0)
 
 #define ORCHARD_ASSIGN_OR_RETURN_IMPL(tmp, lhs, rexpr) \

@@ -17,8 +17,8 @@
 namespace orchard {
 
 struct ObjectInfo {
-  std::string key;     // relative to the root, '/'-separated, no leading '/'
-  uint64_t size = 0;   // bytes
+  std::string key;    // relative to the root, '/'-separated, no leading '/'
+  uint64_t size = 0;  // bytes
 };
 
 class Storage {

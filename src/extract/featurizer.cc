@@ -9,12 +9,14 @@
 namespace orchard {
 
 int EffectiveThreads(int requested) {
-  return requested > 0 ? requested : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return requested > 0 ? requested
+                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 std::string RandomWeightsWarning(const ModelSpec& spec) {
   return "model '" + spec.name +
-         "' has RANDOM weights (seeded, not trained): descriptors are only good for speed and shape "
+         "' has RANDOM weights (seeded, not trained): descriptors are only good for speed and "
+         "shape "
          "checks. Put the ImageNet weights in the torch cache and run scripts/export-models again.";
 }
 
@@ -66,7 +68,8 @@ Result<FeaturizeResult> Featurizer::Featurize(const std::vector<std::span<const 
       stage[i] = "preprocess";
     }
   };
-  const int threads = std::min<int>(EffectiveThreads(options_.threads), static_cast<int>(std::max<size_t>(n, 1)));
+  const int threads =
+      std::min<int>(EffectiveThreads(options_.threads), static_cast<int>(std::max<size_t>(n, 1)));
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
@@ -80,13 +83,15 @@ Result<FeaturizeResult> Featurizer::Featurize(const std::vector<std::span<const 
       result.errors.push_back({static_cast<int64_t>(i), stage[i], status[i].message()});
       continue;
     }
-    if (good != i) std::copy_n(tensor.data() + elements * i, elements, tensor.data() + elements * good);
+    if (good != i)
+      std::copy_n(tensor.data() + elements * i, elements, tensor.data() + elements * good);
     result.indices.push_back(static_cast<int64_t>(i));
     ++good;
   }
   result.features.resize(good * static_cast<size_t>(dim()));
   if (good > 0) {
-    Status extracted = model_.extractor->Extract(static_cast<int>(good), tensor.data(), result.features.data());
+    Status extracted =
+        model_.extractor->Extract(static_cast<int>(good), tensor.data(), result.features.data());
     if (!extracted.ok()) {
       for (int64_t i : result.indices) result.errors.push_back({i, "extract", extracted.message()});
       std::sort(result.errors.begin(), result.errors.end(),

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -68,6 +69,16 @@ Result<PreprocessSpec> ParsePreprocess(const json& j, const json& input, const f
   ORCHARD_ASSIGN_OR_RETURN(spec.stddev, Triple(j, "std", file));
   ORCHARD_RETURN_NOT_OK(ValidatePreprocessSpec(spec).WithContext("model sidecar " + file.string()));
   return spec;
+}
+
+// Folders from AddModelSearchDir(), the latest first.
+std::mutex& ExtraDirsMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+std::vector<fs::path>& ExtraDirs() {
+  static std::vector<fs::path> dirs;
+  return dirs;
 }
 
 fs::path ExecutableDir() {
@@ -143,6 +154,10 @@ std::vector<fs::path> ModelSearchPath() {
       if (!dir.empty()) dirs.emplace_back(dir);
     }
   }
+  {
+    std::lock_guard<std::mutex> lock(ExtraDirsMutex());
+    dirs.insert(dirs.end(), ExtraDirs().begin(), ExtraDirs().end());
+  }
   const fs::path exe = ExecutableDir();
   if (!exe.empty()) {
     dirs.push_back(exe / "models");
@@ -150,6 +165,13 @@ std::vector<fs::path> ModelSearchPath() {
   }
   dirs.emplace_back(ORCHARD_SOURCE_MODELS_DIR);
   return dirs;
+}
+
+void AddModelSearchDir(const fs::path& dir) {
+  std::lock_guard<std::mutex> lock(ExtraDirsMutex());
+  auto& dirs = ExtraDirs();
+  dirs.erase(std::remove(dirs.begin(), dirs.end(), dir), dirs.end());
+  dirs.insert(dirs.begin(), dir);
 }
 
 Result<ModelSpec> ResolveModel(const std::string& name_or_path, const std::vector<fs::path>& search_path) {

@@ -9,7 +9,11 @@ namespace {
 class OpenCvDnnExtractor : public FeatureExtractor {
  public:
   OpenCvDnnExtractor(cv::dnn::Net net, std::string layer, Pooling pooling, int width, int height)
-      : net_(std::move(net)), layer_(std::move(layer)), pooling_(pooling), width_(width), height_(height) {}
+      : net_(std::move(net)),
+        layer_(std::move(layer)),
+        pooling_(pooling),
+        width_(width),
+        height_(height) {}
 
   // Runs one blank image to learn the feature layer's shape (and warm the network up).
   Status Probe() {
@@ -71,8 +75,8 @@ class OpenCvDnnExtractor : public FeatureExtractor {
 
 }  // namespace
 
-Result<std::unique_ptr<FeatureExtractor>> CreateOpenCvDnnExtractor(const ModelSpec& spec,
-                                                                   const ExtractorOptions& options) {
+Result<std::unique_ptr<FeatureExtractor>> CreateOpenCvDnnExtractor(
+    const ModelSpec& spec, const ExtractorOptions& options) {
   const int width = options.width > 0 ? options.width : spec.preprocess.width;
   const int height = options.height > 0 ? options.height : spec.preprocess.height;
   if ((width != spec.preprocess.width || height != spec.preprocess.height) && !spec.resizable) {

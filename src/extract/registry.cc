@@ -54,7 +54,8 @@ Result<std::unique_ptr<FeatureExtractor>> CreateExtractor(const std::string& bac
     if (it == registry.factories.end()) {
       std::string names;
       for (const auto& [name, f] : registry.factories) names += (names.empty() ? "" : ", ") + name;
-      return Status::NotFound("unknown extractor backend '" + backend + "' (available: " + names + ")");
+      return Status::NotFound("unknown extractor backend '" + backend + "' (available: " + names +
+                              ")");
     }
     factory = it->second;
   }

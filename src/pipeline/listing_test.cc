@@ -6,10 +6,12 @@ namespace orchard {
 namespace {
 
 TEST(Listing, AcceptsImageExtensionsCaseInsensitively) {
-  for (const char* key : {"a.jpg", "A/B.JPG", "x.Jpeg", "p.png", "w.webp", "b.BMP", "dir.jpg/x.png"}) {
+  for (const char* key :
+       {"a.jpg", "A/B.JPG", "x.Jpeg", "p.png", "w.webp", "b.BMP", "dir.jpg/x.png"}) {
     EXPECT_TRUE(HasImageExtension(key)) << key;
   }
-  for (const char* key : {"README.md", "a.jpg.txt", "noext", "dir.jpg/noext", ".jpg/x", "x.gif", "x.tiff"}) {
+  for (const char* key :
+       {"README.md", "a.jpg.txt", "noext", "dir.jpg/noext", ".jpg/x", "x.gif", "x.tiff"}) {
     EXPECT_FALSE(HasImageExtension(key)) << key;
   }
 }

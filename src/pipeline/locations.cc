@@ -29,8 +29,8 @@ Result<std::unique_ptr<RunLocations>> RunLocations::Open(const PipelineOptions& 
     if (!url.key.empty() && url.key.back() != '/') url.key.push_back('/');
     ORCHARD_ASSIGN_OR_RETURN(auto client, l->Client());
     const S3Url probe{url.bucket, url.key + "manifest.json"};
-    ORCHARD_RETURN_NOT_OK(client->CheckWritable(probe).WithContext("output " + options.output +
-                                                                   " is not writable"));
+    ORCHARD_RETURN_NOT_OK(
+        client->CheckWritable(probe).WithContext("output " + options.output + " is not writable"));
     l->output_url_ = url.ToString();
     l->output_dir_ = work_dir / "output";
   } else {
@@ -38,7 +38,9 @@ Result<std::unique_ptr<RunLocations>> RunLocations::Open(const PipelineOptions& 
   }
   std::error_code ec;
   fs::create_directories(l->output_dir_, ec);
-  if (ec) return Status::IOError("cannot create output folder " + l->output_dir_.string() + ": " + ec.message());
+  if (ec)
+    return Status::IOError("cannot create output folder " + l->output_dir_.string() + ": " +
+                           ec.message());
   return l;
 }
 
@@ -56,7 +58,8 @@ Result<std::string> RunLocations::LocalModel(const std::string& model) {
   const fs::path local = work_dir_ / "model";
   fs::create_directories(local);
   ORCHARD_ASSIGN_OR_RETURN(auto sidecar_bytes, client->GetObject(S3Url{url.bucket, sidecar_key}));
-  nlohmann::json sidecar = nlohmann::json::parse(sidecar_bytes.begin(), sidecar_bytes.end(), nullptr, false);
+  nlohmann::json sidecar =
+      nlohmann::json::parse(sidecar_bytes.begin(), sidecar_bytes.end(), nullptr, false);
   if (!sidecar.is_object() || !sidecar.contains("file") || !sidecar["file"].is_string()) {
     return Status::InvalidArgument("model sidecar s3://" + url.bucket + "/" + sidecar_key +
                                    " is not valid JSON with a 'file' key");
@@ -69,11 +72,14 @@ Result<std::string> RunLocations::LocalModel(const std::string& model) {
   const std::string folder = sidecar_key.substr(0, sidecar_key.rfind('/') + 1);
   const fs::path local_sidecar = local / fs::path(sidecar_key).filename();
   std::ofstream(local_sidecar, std::ios::binary)
-      .write(reinterpret_cast<const char*>(sidecar_bytes.data()), static_cast<std::streamsize>(sidecar_bytes.size()));
+      .write(reinterpret_cast<const char*>(sidecar_bytes.data()),
+             static_cast<std::streamsize>(sidecar_bytes.size()));
   ORCHARD_ASSIGN_OR_RETURN(auto onnx_bytes, client->GetObject(S3Url{url.bucket, folder + file}));
   std::ofstream out(local / file, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(onnx_bytes.data()), static_cast<std::streamsize>(onnx_bytes.size()));
-  if (!out) return Status::IOError("cannot write the downloaded model to " + (local / file).string());
+  out.write(reinterpret_cast<const char*>(onnx_bytes.data()),
+            static_cast<std::streamsize>(onnx_bytes.size()));
+  if (!out)
+    return Status::IOError("cannot write the downloaded model to " + (local / file).string());
   return local_sidecar.string();
 }
 

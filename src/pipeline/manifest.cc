@@ -39,16 +39,13 @@ json BuildInfoJson() {
   if (__builtin_cpu_supports("fma")) cpu.push_back("fma");
   if (__builtin_cpu_supports("avx512f")) cpu.push_back("avx512f");
   return {
-      {"orchard", ORCHARD_VERSION},
-      {"opencv", CV_VERSION},
-      {"openblas", openblas_get_config()},
-      {"compiler", __VERSION__},
-      {"cpu_features", cpu},
-      {"cores", cv::getNumberOfCPUs()},
+      {"orchard", ORCHARD_VERSION}, {"opencv", CV_VERSION}, {"openblas", openblas_get_config()},
+      {"compiler", __VERSION__},    {"cpu_features", cpu},  {"cores", cv::getNumberOfCPUs()},
   };
 }
 
-ManifestBuilder::ManifestBuilder(const PipelineOptions& options, const ModelSpec& spec, int threads) {
+ManifestBuilder::ManifestBuilder(const PipelineOptions& options, const ModelSpec& spec,
+                                 int threads) {
   model_ = {
       {"name", spec.name},
       {"file", spec.file.filename().string()},
@@ -59,10 +56,11 @@ ManifestBuilder::ManifestBuilder(const PipelineOptions& options, const ModelSpec
       {"backend", options.backend},
       {"feature_layer", spec.feature_layer},
   };
-  manifest_ = {{"status", "ok"}, {"options", OptionsJson(options, threads)}, {"versions", BuildInfoJson()}};
+  manifest_ = {
+      {"status", "ok"}, {"options", OptionsJson(options, threads)}, {"versions", BuildInfoJson()}};
   if (spec.random_weights()) {
-    manifest_["warnings"] = json::array({"model '" + spec.name +
-                                         "' has RANDOM weights: descriptors are not meaningful"});
+    manifest_["warnings"] = json::array(
+        {"model '" + spec.name + "' has RANDOM weights: descriptors are not meaningful"});
   }
 }
 

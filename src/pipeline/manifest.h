@@ -2,10 +2,9 @@
 // how long each stage took. Built up by RunPipeline as the run goes.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "orchard/extractor.h"
 #include "orchard/pca.h"

@@ -9,13 +9,13 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "orchard/csv.h"
 #include "orchard/extractor.h"
 #include "orchard/featurizer.h"
 #include "orchard/image.h"
 #include "orchard/pca_io.h"
 #include "orchard/preprocess.h"
 #include "orchard/storage.h"
-#include "orchard/csv.h"
 #include "orchard/writer.h"
 #include "pipeline/bounded_queue.h"
 #include "pipeline/locations.h"
@@ -48,7 +48,7 @@ struct WorkUnit {
 struct ItemOutcome {
   std::string key;
   bool ok = false;
-  std::string stage;    // where it failed: list, read, decode, preprocess, extract
+  std::string stage;  // where it failed: list, read, decode, preprocess, extract
   std::string message;
 };
 
@@ -104,7 +104,8 @@ Status WriteListing(Storage& storage, const PipelineOptions& options, RecordWrit
 }
 
 // Reads the listing and cuts it into work units of up to `batch` images.
-void Dispatch(const fs::path& listing_path, int batch, BoundedQueue<WorkUnit>& units, RunState& state) {
+void Dispatch(const fs::path& listing_path, int batch, BoundedQueue<WorkUnit>& units,
+              RunState& state) {
   auto reader = RecordReader::Open(listing_path);
   if (!reader.ok()) {
     state.Fail(reader.status());
@@ -153,8 +154,8 @@ class Preparer {
         outcome.stage = "list";
         outcome.message = "not an image file name (accepted: .jpg .jpeg .png .webp .bmp)";
       } else {
-        Status status = PrepareOne(outcome.key, batch.tensor.data() + elements * batch.good, batch.times,
-                                   &outcome.stage);
+        Status status = PrepareOne(outcome.key, batch.tensor.data() + elements * batch.good,
+                                   batch.times, &outcome.stage);
         outcome.ok = status.ok();
         if (status.ok()) {
           ++batch.good;
@@ -169,7 +170,8 @@ class Preparer {
   }
 
  private:
-  Status PrepareOne(const std::string& key, float* out, StageTimes& times, std::string* stage) const {
+  Status PrepareOne(const std::string& key, float* out, StageTimes& times,
+                    std::string* stage) const {
     auto start = Clock::now();
     *stage = "read";
     auto bytes = storage_.Read(key);
@@ -208,13 +210,17 @@ Status ValidatePipelineOptions(const PipelineOptions& options) {
   if (options.pca_components != 0 && options.pca_variance != 0.0) {
     return Status::InvalidArgument("give either --pca-components or --pca-variance, not both");
   }
-  if (options.pca_components < 0) return Status::InvalidArgument("--pca-components must be positive");
+  if (options.pca_components < 0)
+    return Status::InvalidArgument("--pca-components must be positive");
   if (options.pca_variance < 0.0 || options.pca_variance > 1.0) {
     return Status::InvalidArgument("--pca-variance must be in (0, 1]");
   }
-  if (options.batch < 1 || options.batch > 4096) return Status::InvalidArgument("--batch must be in 1..4096");
-  if (options.threads < 0 || options.threads > 1024) return Status::InvalidArgument("--threads must be in 0..1024");
-  if (options.size < 0 || options.size > 4096) return Status::InvalidArgument("--size must be in 1..4096");
+  if (options.batch < 1 || options.batch > 4096)
+    return Status::InvalidArgument("--batch must be in 1..4096");
+  if (options.threads < 0 || options.threads > 1024)
+    return Status::InvalidArgument("--threads must be in 0..1024");
+  if (options.size < 0 || options.size > 4096)
+    return Status::InvalidArgument("--size must be in 1..4096");
   if (options.limit < 0) return Status::InvalidArgument("--limit must be positive");
   if (options.max_pixels == 0) return Status::InvalidArgument("--max-pixels must be positive");
   return Status::OK();
@@ -253,13 +259,15 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   ManifestBuilder manifest(options, spec, threads);
   if (spec.random_weights()) warn(RandomWeightsWarning(spec));
   const int64_t dim = extractor->dim();
-  ORCHARD_ASSIGN_OR_RETURN(PcaAccumulator accumulator, PcaAccumulator::Create(dim, options.max_pca_dim));
+  ORCHARD_ASSIGN_OR_RETURN(PcaAccumulator accumulator,
+                           PcaAccumulator::Create(dim, options.max_pca_dim));
   const PcaOptions pca_options = PcaOptionsFrom(options);
   if (pca_options.components > dim) {
     return Status::InvalidArgument("--pca-components " + std::to_string(pca_options.components) +
                                    " is more than the descriptor dimension " + std::to_string(dim));
   }
-  manifest.SetModelLoaded(dim, extractor->feature_shape(), loaded.extractor_options, SecondsSince(setup_start));
+  manifest.SetModelLoaded(dim, extractor->feature_shape(), loaded.extractor_options,
+                          SecondsSince(setup_start));
 
   // Pass 0: list into a spill file, so the total is known and memory stays flat.
   progress({0, 0, 0, 0.0, "listing"});
@@ -278,14 +286,16 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   ORCHARD_ASSIGN_OR_RETURN(auto rows_spill, RecordWriter::Create(work->path() / "rows"));
 
   const DecodeOptions decode_options{options.max_pixels};
-  const size_t batch_bytes = TensorElements(preprocess) * sizeof(float) * static_cast<size_t>(options.batch);
+  const size_t batch_bytes =
+      TensorElements(preprocess) * sizeof(float) * static_cast<size_t>(options.batch);
   BoundedQueue<WorkUnit> units(static_cast<size_t>(2 * threads), SIZE_MAX);
   // Two batches per decode thread are enough to keep the model busy; more only costs memory.
   BoundedQueue<PreparedBatch> prepared(static_cast<size_t>(threads + 1),
                                        std::max(batch_bytes * 2, size_t{64} << 20));
   Preparer preparer(storage, preprocess, decode_options);
 
-  std::thread dispatcher(Dispatch, work->path() / "listing", options.batch, std::ref(units), std::ref(state));
+  std::thread dispatcher(Dispatch, work->path() / "listing", options.batch, std::ref(units),
+                         std::ref(state));
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&] {
@@ -373,13 +383,17 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   manifest.SetCounts(listed, processed, failed);
 
   if (processed < 2) {
-    manifest.SetFailure(processed == 0 ? "no image could be processed" : "PCA needs at least 2 images");
+    manifest.SetFailure(processed == 0 ? "no image could be processed"
+                                       : "PCA needs at least 2 images");
     manifest.times().total = SecondsSince(run_start);
-    ORCHARD_RETURN_NOT_OK(WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
+    ORCHARD_RETURN_NOT_OK(
+        WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
     ORCHARD_RETURN_NOT_OK(locations->Publish({"errors.csv", "manifest.json"}));
-    if (listed == 0) return Status::NotFound("no file found in " + options.input + ": nothing to process");
+    if (listed == 0)
+      return Status::NotFound("no file found in " + options.input + ": nothing to process");
     return Status::InvalidArgument(
-        (processed == 0 ? "no image could be processed" : "only 1 image could be processed; PCA needs at least 2") +
+        (processed == 0 ? "no image could be processed"
+                        : "only 1 image could be processed; PCA needs at least 2") +
         std::string(" (") + std::to_string(listed) + " listed, " + std::to_string(failed) +
         " failed: see errors.csv in " + options.output + ")");
   }
@@ -419,7 +433,8 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
       ORCHARD_ASSIGN_OR_RETURN(bool more, rows_reader->Next(&fields));
       if (!more) return Status::Internal("descriptor and row spill files disagree");
       text += CsvField(fields[0]) + "," + CsvField(fields[1]);
-      for (int64_t j = 0; j < pca.k; ++j) text += "," + FormatFloat(reduced[static_cast<size_t>(i * pca.k + j)]);
+      for (int64_t j = 0; j < pca.k; ++j)
+        text += "," + FormatFloat(reduced[static_cast<size_t>(i * pca.k + j)]);
       text += "\n";
     }
     ORCHARD_RETURN_NOT_OK(csv->Append(text));
@@ -431,11 +446,13 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   if (raw_npy) ORCHARD_RETURN_NOT_OK(raw_npy->Close());
   nlohmann::json pca_json = PcaModelToJson(pca);
   pca_json["model"] = manifest.ModelJson();
-  ORCHARD_RETURN_NOT_OK(WriteFileAtomically((out_dir / "pca.json").string(), pca_json.dump(1) + "\n"));
+  ORCHARD_RETURN_NOT_OK(
+      WriteFileAtomically((out_dir / "pca.json").string(), pca_json.dump(1) + "\n"));
   manifest.times().write = SecondsSince(write_start);
 
   summary.seconds = SecondsSince(run_start);
-  summary.images_per_second = summary.seconds > 0 ? static_cast<double>(processed) / summary.seconds : 0.0;
+  summary.images_per_second =
+      summary.seconds > 0 ? static_cast<double>(processed) / summary.seconds : 0.0;
   manifest.times().total = summary.seconds;
   manifest.SetPca(pca, pca_options);
   ORCHARD_RETURN_NOT_OK(WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));

@@ -18,7 +18,8 @@ Result<std::unique_ptr<WorkDir>> WorkDir::Create(const std::string& parent) {
   const fs::path path =
       base / ("orchard-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   fs::create_directories(path, ec);
-  if (ec) return Status::IOError("cannot create work folder " + path.string() + ": " + ec.message());
+  if (ec)
+    return Status::IOError("cannot create work folder " + path.string() + ": " + ec.message());
   return std::unique_ptr<WorkDir>(new WorkDir(path));
 }
 

@@ -54,7 +54,8 @@ class RecordReader {
 // Raw float32 rows, appended and then read back in order.
 class FloatSpill {
  public:
-  static Result<std::unique_ptr<FloatSpill>> Create(const std::filesystem::path& path, int64_t cols);
+  static Result<std::unique_ptr<FloatSpill>> Create(const std::filesystem::path& path,
+                                                    int64_t cols);
   ~FloatSpill();
   Status Append(int64_t n, const float* rows);
   // Switches to reading from the first row.

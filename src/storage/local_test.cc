@@ -13,10 +13,11 @@ using testing::WriteFileBytes;
 
 std::vector<ObjectInfo> ListAll(Storage& storage) {
   std::vector<ObjectInfo> all;
-  EXPECT_TRUE(storage.List([&](const ObjectInfo& info) {
-                       all.push_back(info);
-                       return Status::OK();
-                     })
+  EXPECT_TRUE(storage
+                  .List([&](const ObjectInfo& info) {
+                    all.push_back(info);
+                    return Status::OK();
+                  })
                   .ok());
   return all;
 }
@@ -24,7 +25,8 @@ std::vector<ObjectInfo> ListAll(Storage& storage) {
 TEST(LocalStorage, ListsRecursivelyInByteOrderOfTheWholeKey) {
   ScratchDir dir;
   // "Cherry 3/" sorts before "Cherry/" in byte order (' ' < '/'), as S3 lists them.
-  for (const char* key : {"Cherry/b.jpg", "Cherry 3/a.jpg", "Cherry/a.jpg", "Apple/x/deep.png", "top.jpg"}) {
+  for (const char* key :
+       {"Cherry/b.jpg", "Cherry 3/a.jpg", "Cherry/a.jpg", "Apple/x/deep.png", "top.jpg"}) {
     WriteFileBytes(dir.path() / key, {1, 2, 3});
   }
   auto storage = OpenLocalStorage(dir.path().string());
@@ -34,8 +36,8 @@ TEST(LocalStorage, ListsRecursivelyInByteOrderOfTheWholeKey) {
     keys.push_back(info.key);
     EXPECT_EQ(info.size, 3u);
   }
-  EXPECT_EQ(keys, (std::vector<std::string>{"Apple/x/deep.png", "Cherry 3/a.jpg", "Cherry/a.jpg", "Cherry/b.jpg",
-                                            "top.jpg"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"Apple/x/deep.png", "Cherry 3/a.jpg", "Cherry/a.jpg",
+                                            "Cherry/b.jpg", "top.jpg"}));
 }
 
 TEST(LocalStorage, ReadsBytesAndReportsMissingKeys) {
@@ -56,9 +58,11 @@ TEST(LocalStorage, ReadsBytesAndReportsMissingKeys) {
 
 TEST(LocalStorage, RefusesMissingRootAndFiles) {
   ScratchDir dir;
-  EXPECT_EQ(OpenLocalStorage((dir.path() / "absent").string()).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(OpenLocalStorage((dir.path() / "absent").string()).status().code(),
+            StatusCode::kNotFound);
   WriteFileBytes(dir.path() / "file", {1});
-  EXPECT_EQ(OpenLocalStorage((dir.path() / "file").string()).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(OpenLocalStorage((dir.path() / "file").string()).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(LocalStorage, DoesNotFollowDirectoryLinks) {

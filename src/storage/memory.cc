@@ -5,8 +5,9 @@
 namespace orchard {
 
 void MemoryStorage::Put(const std::string& key, std::vector<uint8_t> bytes) {
-  auto it = std::lower_bound(objects_.begin(), objects_.end(), key,
-                             [](const auto& entry, const std::string& k) { return entry.first < k; });
+  auto it =
+      std::lower_bound(objects_.begin(), objects_.end(), key,
+                       [](const auto& entry, const std::string& k) { return entry.first < k; });
   if (it != objects_.end() && it->first == key) {
     it->second = std::move(bytes);
   } else {
@@ -22,8 +23,9 @@ Status MemoryStorage::List(const std::function<Status(const ObjectInfo&)>& visit
 }
 
 Result<std::vector<uint8_t>> MemoryStorage::Read(const std::string& key) {
-  auto it = std::lower_bound(objects_.begin(), objects_.end(), key,
-                             [](const auto& entry, const std::string& k) { return entry.first < k; });
+  auto it =
+      std::lower_bound(objects_.begin(), objects_.end(), key,
+                       [](const auto& entry, const std::string& k) { return entry.first < k; });
   if (it == objects_.end() || it->first != key) return Status::NotFound("no such object: " + key);
   return it->second;
 }

@@ -1,7 +1,7 @@
+#include "orchard/csv.h"
+
 #include <charconv>
 #include <string>
-
-#include "orchard/csv.h"
 
 namespace orchard {
 

@@ -31,8 +31,8 @@ Result<std::unique_ptr<NpyWriter>> NpyWriter::Create(const std::string& path, in
 
 Status NpyWriter::Append(int64_t n, const float* rows) {
   if (n <= 0) return Status::OK();
-  ORCHARD_RETURN_NOT_OK(file_->Append(std::string_view(reinterpret_cast<const char*>(rows),
-                                                        static_cast<size_t>(n * cols_) * sizeof(float))));
+  ORCHARD_RETURN_NOT_OK(file_->Append(std::string_view(
+      reinterpret_cast<const char*>(rows), static_cast<size_t>(n * cols_) * sizeof(float))));
   rows_ += n;
   return Status::OK();
 }

@@ -1,3 +1,5 @@
+#include "orchard/writer.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -6,7 +8,6 @@
 #include <random>
 
 #include "orchard/csv.h"
-#include "orchard/writer.h"
 #include "test_util.h"
 
 namespace orchard {
@@ -106,7 +107,8 @@ namespace orchard {
 namespace {
 
 TEST(Csv, ParsesWhatItWrites) {
-  const std::vector<std::string> fields = {"plain", "with,comma", "with \"quote\"", "multi\nline", ""};
+  const std::vector<std::string> fields = {"plain", "with,comma", "with \"quote\"", "multi\nline",
+                                           ""};
   std::string line;
   for (const auto& f : fields) line += (line.empty() ? "" : ",") + CsvField(f);
   const auto rows = ParseCsv(line + "\n" + "a,b\r\n");

@@ -1,5 +1,7 @@
 // End to end: the real default model (MobileNetV2, ImageNet weights) on real Fruits-360
 // images plus broken files, through RunPipeline.
+#include "orchard/pipeline.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,7 +10,6 @@
 #include <opencv2/imgcodecs.hpp>
 #include <set>
 
-#include "orchard/pipeline.h"
 #include "test_util.h"
 
 namespace orchard {
@@ -46,8 +47,9 @@ void MakeInput(const fs::path& dir, int per_class, bool broken) {
   WriteFileBytes(bad / "truncated.jpg", jpeg);
   WriteFileBytes(bad / "notes.txt", {'h', 'i'});
   // A PNG header claiming 20000 x 20000 pixels (a decompression bomb).
-  std::vector<uint8_t> bomb = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, 'I', 'H', 'D', 'R',
-                               0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20, 8, 2, 0, 0, 0, 0, 0, 0, 0};
+  std::vector<uint8_t> bomb = {0x89, 'P',  'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A, 0,    0, 0,
+                               13,   'I',  'H', 'D', 'R',  0,    0,    0x4E, 0x20, 0, 0,
+                               0x4E, 0x20, 8,   2,   0,    0,    0,    0,    0,    0, 0};
   WriteFileBytes(bad / "bomb.png", bomb);
   // Valid but unusual images: they must be processed, not rejected.
   cv::Mat rgba(40, 30, CV_8UC4, cv::Scalar(10, 200, 30, 0));
@@ -106,7 +108,8 @@ TEST_F(PipelineTest, EveryListedFileEndsInExactlyOneOutput) {
     EXPECT_EQ(features[i][1], fs::path(path).parent_path().filename().string());
     EXPECT_TRUE(seen.insert(path).second) << "twice in features.csv: " << path;
   }
-  for (const auto& [path, stage] : stage_of) EXPECT_TRUE(seen.insert(path).second) << "in both outputs: " << path;
+  for (const auto& [path, stage] : stage_of)
+    EXPECT_TRUE(seen.insert(path).second) << "in both outputs: " << path;
   const auto listed = ListedKeys(dir.path() / "in");
   EXPECT_EQ(seen, std::set<std::string>(listed.begin(), listed.end()));
 

@@ -35,8 +35,10 @@ int main(int argc, char** argv) {
   }
   std::vector<float> input(static_cast<size_t>(n) * 3 * size * size);
   std::ifstream in(argv[5], std::ios::binary);
-  if (!in.read(reinterpret_cast<char*>(input.data()), static_cast<std::streamsize>(input.size() * sizeof(float)))) {
-    std::fprintf(stderr, "extract_probe: %s is shorter than %d x 3 x %d x %d floats\n", argv[5], n, size, size);
+  if (!in.read(reinterpret_cast<char*>(input.data()),
+               static_cast<std::streamsize>(input.size() * sizeof(float)))) {
+    std::fprintf(stderr, "extract_probe: %s is shorter than %d x 3 x %d x %d floats\n", argv[5], n,
+                 size, size);
     return 1;
   }
   std::vector<float> out(static_cast<size_t>(n) * static_cast<size_t>((*extractor)->dim()));
@@ -45,7 +47,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::ofstream(argv[6], std::ios::binary)
-      .write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size() * sizeof(float)));
+      .write(reinterpret_cast<const char*>(out.data()),
+             static_cast<std::streamsize>(out.size() * sizeof(float)));
   std::printf("%lld\n", static_cast<long long>((*extractor)->dim()));
   return 0;
 }

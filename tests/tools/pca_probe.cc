@@ -33,19 +33,22 @@ int main(int argc, char** argv) {
   const int splits = std::stoi(argv[5]);
   std::vector<float> x(static_cast<size_t>(n * d));
   std::ifstream in(argv[3], std::ios::binary);
-  if (!in.read(reinterpret_cast<char*>(x.data()), static_cast<std::streamsize>(x.size() * sizeof(float)))) {
+  if (!in.read(reinterpret_cast<char*>(x.data()),
+               static_cast<std::streamsize>(x.size() * sizeof(float)))) {
     std::fprintf(stderr, "pca_probe: %s is too short\n", argv[3]);
     return 1;
   }
   std::mt19937 rng(42);
   std::vector<int64_t> cuts = {0, n};
-  for (int s = 1; s < splits; ++s) cuts.push_back(std::uniform_int_distribution<int64_t>(0, n)(rng));
+  for (int s = 1; s < splits; ++s)
+    cuts.push_back(std::uniform_int_distribution<int64_t>(0, n)(rng));
   std::sort(cuts.begin(), cuts.end());
   std::vector<orchard::PcaAccumulator> parts;
   for (size_t s = 0; s + 1 < cuts.size(); ++s) {
     auto acc = orchard::PcaAccumulator::Create(d);
     if (!acc.ok()) return Fail(acc.status());
-    if (auto st = acc->Accumulate(cuts[s + 1] - cuts[s], x.data() + cuts[s] * d); !st.ok()) return Fail(st);
+    if (auto st = acc->Accumulate(cuts[s + 1] - cuts[s], x.data() + cuts[s] * d); !st.ok())
+      return Fail(st);
     parts.push_back(acc.MoveValue());
   }
   std::shuffle(parts.begin(), parts.end(), rng);

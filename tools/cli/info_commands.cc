@@ -7,8 +7,8 @@
 #include "commands.h"
 #include "orchard/csv.h"
 #include "orchard/model.h"
-#include "orchard/storage.h"
 #include "orchard/s3.h"
+#include "orchard/storage.h"
 
 namespace orchard::cli {
 namespace {
@@ -20,10 +20,11 @@ std::string Describe(const PreprocessSpec& p) {
   static const char* kResize[] = {"stretch", "shorter side + center crop"};
   static const char* kInterp[] = {"nearest", "bilinear", "area", "bicubic", "pil-bilinear"};
   char text[256];
-  std::snprintf(text, sizeof(text), "%s, %s, %s, x*%.6g, mean (%.4g %.4g %.4g), std (%.4g %.4g %.4g)",
+  std::snprintf(text, sizeof(text),
+                "%s, %s, %s, x*%.6g, mean (%.4g %.4g %.4g), std (%.4g %.4g %.4g)",
                 kResize[static_cast<int>(p.resize)], kInterp[static_cast<int>(p.interpolation)],
-                p.channel_order == ChannelOrder::kRGB ? "RGB" : "BGR", p.scale, p.mean[0], p.mean[1], p.mean[2],
-                p.stddev[0], p.stddev[1], p.stddev[2]);
+                p.channel_order == ChannelOrder::kRGB ? "RGB" : "BGR", p.scale, p.mean[0],
+                p.mean[1], p.mean[2], p.stddev[0], p.stddev[1], p.stddev[2]);
   return text;
 }
 
@@ -43,19 +44,24 @@ std::map<std::string, int64_t> CountByColumn(const fs::path& csv, size_t column)
 
 int ListModelsCommand() {
   const auto specs = ListModels(ModelSearchPath());
-  std::printf("%-14s %-9s %-9s %-6s %-8s %s\n", "NAME", "WEIGHTS", "INPUT", "DIM", "POOLING", "PREPROCESSING");
+  std::printf("%-14s %-9s %-9s %-6s %-8s %s\n", "NAME", "WEIGHTS", "INPUT", "DIM", "POOLING",
+              "PREPROCESSING");
   for (const ModelSpec& s : specs) {
-    std::printf("%-14s %-9s %4dx%-4d %-6d %-8s %s\n", s.name.c_str(), s.weights.c_str(), s.preprocess.width,
-                s.preprocess.height, s.feature_channels, PoolingName(s.pooling), Describe(s.preprocess).c_str());
+    std::printf("%-14s %-9s %4dx%-4d %-6d %-8s %s\n", s.name.c_str(), s.weights.c_str(),
+                s.preprocess.width, s.preprocess.height, s.feature_channels, PoolingName(s.pooling),
+                Describe(s.preprocess).c_str());
     if (s.random_weights()) std::printf("%14s WARNING: random weights, not trained\n", "");
     std::printf("%14s %s\n", "", s.file.string().c_str());
   }
   for (const KnownPreset& known : KnownPresets()) {
     bool present = false;
     for (const ModelSpec& s : specs) present |= s.name == known.name;
-    if (!present) std::printf("%-14s not on disk yet: %s\n", known.name.c_str(), known.how_to_get.c_str());
+    if (!present)
+      std::printf("%-14s not on disk yet: %s\n", known.name.c_str(), known.how_to_get.c_str());
   }
-  std::printf("\nAny ONNX model works too: --model path/model.onnx with a path/model.json sidecar (docs/models.md).\n");
+  std::printf(
+      "\nAny ONNX model works too: --model path/model.onnx with a path/model.json sidecar "
+      "(docs/models.md).\n");
   return 0;
 }
 
@@ -85,11 +91,14 @@ int LsCommand(const std::string& location, const std::string& s3_endpoint) {
     return 1;
   }
   for (const auto& [label, n] : per_label) {
-    std::printf("%-30s %lld\n", label.empty() ? "(no label)" : label.c_str(), static_cast<long long>(n));
+    std::printf("%-30s %lld\n", label.empty() ? "(no label)" : label.c_str(),
+                static_cast<long long>(n));
   }
-  std::printf("%lld images (%.1f MB) in %zu labels; %lld other files (they would be listed in errors.csv)\n",
-              static_cast<long long>(images), static_cast<double>(bytes) / 1e6, per_label.size(),
-              static_cast<long long>(others));
+  std::printf(
+      "%lld images (%.1f MB) in %zu labels; %lld other files (they would be listed in "
+      "errors.csv)\n",
+      static_cast<long long>(images), static_cast<double>(bytes) / 1e6, per_label.size(),
+      static_cast<long long>(others));
   return 0;
 }
 
@@ -97,7 +106,8 @@ int InspectCommand(const std::string& output_dir) {
   const fs::path dir(output_dir);
   std::ifstream manifest_in(dir / "manifest.json");
   if (!manifest_in) {
-    std::fprintf(stderr, "orchard: %s has no manifest.json: not an orchard output folder\n", output_dir.c_str());
+    std::fprintf(stderr, "orchard: %s has no manifest.json: not an orchard output folder\n",
+                 output_dir.c_str());
     return 1;
   }
   json manifest;
@@ -112,8 +122,9 @@ int InspectCommand(const std::string& output_dir) {
   std::printf("status:     %s\n", manifest.value("status", "?").c_str());
   std::printf("images:     %lld listed, %lld processed, %lld failed\n", counts.value("listed", 0LL),
               counts.value("processed", 0LL), counts.value("failed", 0LL));
-  std::printf("model:      %s (%s weights%s), %s pooling, %lld-d descriptors\n", model.value("name", "?").c_str(),
-              model.value("weights", "?").c_str(), model.value("random_weights", false) ? ", NOT TRAINED" : "",
+  std::printf("model:      %s (%s weights%s), %s pooling, %lld-d descriptors\n",
+              model.value("name", "?").c_str(), model.value("weights", "?").c_str(),
+              model.value("random_weights", false) ? ", NOT TRAINED" : "",
               model.value("pooling", "?").c_str(), model.value("descriptor_dim", 0LL));
   if (manifest.contains("pca")) {
     const json& pca = manifest["pca"];
@@ -126,12 +137,14 @@ int InspectCommand(const std::string& output_dir) {
   const auto labels = CountByColumn(dir / "features.csv", 1);
   if (!labels.empty()) {
     std::printf("labels:\n");
-    for (const auto& [label, n] : labels) std::printf("  %-30s %lld\n", label.c_str(), static_cast<long long>(n));
+    for (const auto& [label, n] : labels)
+      std::printf("  %-30s %lld\n", label.c_str(), static_cast<long long>(n));
   }
   const auto stages = CountByColumn(dir / "errors.csv", 1);
   if (!stages.empty()) {
     std::printf("errors by stage:\n");
-    for (const auto& [stage, n] : stages) std::printf("  %-30s %lld\n", stage.c_str(), static_cast<long long>(n));
+    for (const auto& [stage, n] : stages)
+      std::printf("  %-30s %lld\n", stage.c_str(), static_cast<long long>(n));
   }
   return 0;
 }

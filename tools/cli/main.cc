@@ -28,14 +28,17 @@ int main(int argc, char** argv) {
 
   orchard::PipelineOptions options;
   orchard::cli::RunFlags flags;
-  CLI::App* run = app.add_subcommand("run", "List, decode, describe with a CNN, fit PCA and write the matrix");
+  CLI::App* run =
+      app.add_subcommand("run", "List, decode, describe with a CNN, fit PCA and write the matrix");
   orchard::cli::AddRunFlags(*run, options, flags);
 
-  CLI::App* models = app.add_subcommand("models", "List the model presets and where they come from");
+  CLI::App* models =
+      app.add_subcommand("models", "List the model presets and where they come from");
   std::string ls_location, ls_endpoint;
   CLI::App* ls = app.add_subcommand("ls", "List what a run would process, with counts per label");
   ls->add_option("LOCATION", ls_location, "Folder or s3://bucket/prefix")->required();
-  ls->add_option("--s3-endpoint", ls_endpoint, "S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)");
+  ls->add_option("--s3-endpoint", ls_endpoint,
+                 "S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)");
   std::string inspect_dir;
   CLI::App* inspect = app.add_subcommand("inspect", "Summarise the result folder of a run");
   inspect->add_option("OUT", inspect_dir, "Output folder of 'orchard run'")->required();

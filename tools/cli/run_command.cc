@@ -14,38 +14,51 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags) {
                  "Folder or s3://bucket/prefix of images (label = parent folder name)")
       ->required();
   run.add_option("--output,-o", options.output,
-                 "Folder or s3://bucket/prefix for features.csv, features.npy, pca.json, errors.csv, manifest.json")
+                 "Folder or s3://bucket/prefix for features.csv, features.npy, pca.json, "
+                 "errors.csv, manifest.json")
       ->required();
   run.add_option("--model,-m", options.model,
-                 "Preset name (see 'orchard models'), or an .onnx file (local or s3://) with its .json sidecar")
+                 "Preset name (see 'orchard models'), or an .onnx file (local or s3://) with its "
+                 ".json sidecar")
       ->capture_default_str();
-  run.add_option("--s3-endpoint", flags.s3_endpoint,
-                 "S3-compatible endpoint, e.g. http://127.0.0.1:8333 (default: $AWS_ENDPOINT_URL, else AWS)");
+  run.add_option(
+      "--s3-endpoint", flags.s3_endpoint,
+      "S3-compatible endpoint, e.g. http://127.0.0.1:8333 (default: $AWS_ENDPOINT_URL, else AWS)");
   run.add_option("--backend", options.backend, "Inference backend")->capture_default_str();
-  run.add_option("--size", options.size, "Square input resolution, e.g. 100 or 224 (default: the model's)")
+  run.add_option("--size", options.size,
+                 "Square input resolution, e.g. 100 or 224 (default: the model's)")
       ->check(CLI::Range(1, 4096));
-  run.add_option("--pooling", flags.pooling, "Feature pooling: flatten, avg or max (default: the model's)")
+  run.add_option("--pooling", flags.pooling,
+                 "Feature pooling: flatten, avg or max (default: the model's)")
       ->check(CLI::IsMember({"flatten", "avg", "max"}));
-  auto* components = run.add_option("--pca-components", options.pca_components, "Keep K principal components")
-                         ->check(CLI::PositiveNumber);
+  auto* components =
+      run.add_option("--pca-components", options.pca_components, "Keep K principal components")
+          ->check(CLI::PositiveNumber);
   run.add_option("--pca-variance", options.pca_variance,
                  "Keep the fewest components explaining this share of variance (default 0.95)")
       ->check(CLI::Range(1e-9, 1.0))
       ->excludes(components);
-  run.add_option("--batch", options.batch, "Images per inference batch")->capture_default_str()->check(CLI::Range(1, 4096));
+  run.add_option("--batch", options.batch, "Images per inference batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   run.add_option("--threads", options.threads, "Threads for decoding and inference (0 = all cores)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
-  run.add_option("--limit", options.limit, "Process only the first N images (0 = all)")->check(CLI::NonNegativeNumber);
+  run.add_option("--limit", options.limit, "Process only the first N images (0 = all)")
+      ->check(CLI::NonNegativeNumber);
   run.add_flag("--save-raw", options.save_raw, "Also write raw.npy: descriptors before PCA");
-  run.add_flag("--fail-on-error", flags.fail_on_error, "Exit 1 if any image failed (they are in errors.csv either way)");
-  run.add_option("--max-pixels", options.max_pixels, "Refuse images with more pixels than this (decompression bombs)")
+  run.add_flag("--fail-on-error", flags.fail_on_error,
+               "Exit 1 if any image failed (they are in errors.csv either way)");
+  run.add_option("--max-pixels", options.max_pixels,
+                 "Refuse images with more pixels than this (decompression bombs)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  run.add_option("--max-pca-dim", options.max_pca_dim, "Largest descriptor dimension for exact PCA (memory: d*d*8 bytes)")
+  run.add_option("--max-pca-dim", options.max_pca_dim,
+                 "Largest descriptor dimension for exact PCA (memory: d*d*8 bytes)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  run.add_option("--work-dir", options.work_dir, "Folder for temporary spill files (default: system temp)");
+  run.add_option("--work-dir", options.work_dir,
+                 "Folder for temporary spill files (default: system temp)");
   run.add_flag("--quiet,-q", flags.quiet, "No progress output");
 }
 
@@ -81,13 +94,16 @@ int RunCommand(PipelineOptions& options, const RunFlags& flags) {
   }
   if (!S3OptionsFor(flags.s3_endpoint, &options.s3)) return 2;
   // A model that cannot be found is a usage error, reported before any work starts.
-  if (auto model = ResolveModel(options.model, ModelSearchPath()); !IsS3Url(options.model) && !model.ok()) {
+  if (auto model = ResolveModel(options.model, ModelSearchPath());
+      !IsS3Url(options.model) && !model.ok()) {
     std::fprintf(stderr, "orchard: %s\n", model.status().message().c_str());
     return 2;
   }
   ProgressReporter reporter(!flags.quiet, isatty(STDERR_FILENO) != 0);
   options.on_progress = [&](const Progress& p) { reporter.Update(p); };
-  options.on_warning = [](const std::string& message) { std::fprintf(stderr, "orchard: WARNING: %s\n", message.c_str()); };
+  options.on_warning = [](const std::string& message) {
+    std::fprintf(stderr, "orchard: WARNING: %s\n", message.c_str());
+  };
 
   auto summary = RunPipeline(options);
   reporter.Finish();
@@ -96,16 +112,19 @@ int RunCommand(PipelineOptions& options, const RunFlags& flags) {
     return 1;
   }
   std::fprintf(stderr,
-               "orchard: %lld images -> %lld x %lld matrix (PCA from %lld dims, %.1f%% of variance) in %.1f s "
+               "orchard: %lld images -> %lld x %lld matrix (PCA from %lld dims, %.1f%% of "
+               "variance) in %.1f s "
                "(%.1f images/s); %lld failed%s; results in %s\n",
-               static_cast<long long>(summary->processed), static_cast<long long>(summary->processed),
-               static_cast<long long>(summary->k), static_cast<long long>(summary->dim),
-               100.0 * summary->explained_variance, summary->seconds, summary->images_per_second,
+               static_cast<long long>(summary->processed),
+               static_cast<long long>(summary->processed), static_cast<long long>(summary->k),
+               static_cast<long long>(summary->dim), 100.0 * summary->explained_variance,
+               summary->seconds, summary->images_per_second,
                static_cast<long long>(summary->failed), summary->failed ? " (see errors.csv)" : "",
                summary->output.c_str());
   if (summary->random_weights) {
-    std::fprintf(stderr, "orchard: WARNING: model '%s' has RANDOM weights: descriptors are not meaningful\n",
-                 summary->model_name.c_str());
+    std::fprintf(
+        stderr, "orchard: WARNING: model '%s' has RANDOM weights: descriptors are not meaningful\n",
+        summary->model_name.c_str());
   }
   return flags.fail_on_error && summary->failed > 0 ? 1 : 0;
 }
