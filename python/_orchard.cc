@@ -1,0 +1,864 @@
+// orchard._orchard: the pybind11 binding of orchard_core.
+//
+// The boundary works like xgboost's API_BEGIN/API_END: core calls return a Status, which
+// ThrowIfError() turns into a Python exception through one table (kErrorTable); a C++
+// exception thrown by a library underneath (std::bad_alloc, cv::Exception) is turned into
+// one by a module-local translator. Nothing else crosses the boundary.
+//
+// GIL: every call that decodes, infers, reads storage or does O(d^2) arithmetic releases
+// the GIL. The Python objects it needs are copied, or their buffers borrowed (the borrow
+// pins them), before the release; errors are raised after the GIL is taken back.
+//
+// Dtype and shape checks live in python/orchard/__init__.py, before the call crosses into
+// C++ (as faiss does); the private entry points here (_update, _transform) take exactly
+// C-contiguous float32 arrays and check shapes again rather than trust the caller.
+//
+// Thread safety: each wrapper object holds a mutex, taken after the GIL is released, so that
+// two Python threads sharing a Featurizer or a PcaAccumulator serialise instead of racing.
+// For parallelism use one Featurizer per thread (or process).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "orchard/featurizer.h"
+#include "orchard/model.h"
+#include "orchard/pca.h"
+#include "orchard/pca_io.h"
+#include "orchard/pipeline.h"
+#include "orchard/s3.h"
+#include "orchard/status.h"
+#include "orchard/storage.h"
+#include "pipeline/manifest.h"  // BuildInfoJson
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace orchard::python {
+namespace {
+
+// ---- Exceptions ---------------------------------------------------------------------------
+
+struct ErrorClass {
+  StatusCode code;
+  const char* name;
+  PyObject* builtin;  // second base besides OrchardError; null for none
+  const char* doc;
+  PyObject* cls = nullptr;  // the class, made by CreateExceptions()
+};
+
+// The one table from StatusCode to Python exception. Built at module init (the PyExc_*
+// objects exist only once Python runs); the classes live as long as the process.
+std::vector<ErrorClass>& ErrorTable() {
+  static std::vector<ErrorClass> table;
+  return table;
+}
+PyObject* g_orchard_error = nullptr;
+
+void CreateExceptions(py::module_& m) {
+  g_orchard_error = PyErr_NewExceptionWithDoc(
+      "orchard.OrchardError",
+      "Base class of every error raised by Orchard; `code` is the status name, e.g. "
+      "'not_found'.",
+      PyExc_Exception, nullptr);
+  if (g_orchard_error == nullptr) throw py::error_already_set();
+  m.add_object("OrchardError", py::handle(g_orchard_error));
+  py::handle(g_orchard_error).attr("code") = py::none();
+  ErrorTable() = {
+      {StatusCode::kInvalidArgument, "InvalidArgumentError", PyExc_ValueError,
+       "A wrong argument: options, shapes, dtypes."},
+      {StatusCode::kNotFound, "NotFoundError", PyExc_FileNotFoundError,
+       "A file, key, model or layer that does not exist."},
+      {StatusCode::kIOError, "StorageError", PyExc_OSError,
+       "Reading or writing failed (local disk or S3)."},
+      {StatusCode::kCorruptData, "CorruptDataError", PyExc_ValueError,
+       "Bytes that are not what they claim to be: a bad model file, accumulator or JSON."},
+      {StatusCode::kUnsupported, "UnsupportedError", nullptr,
+       "Valid input that Orchard does not handle (format, version)."},
+      {StatusCode::kResourceExhausted, "ResourceExhaustedError", PyExc_MemoryError,
+       "A configured limit was hit (pixel limit, PCA dimension) or memory ran out."},
+      {StatusCode::kCancelled, "CancelledError", nullptr, "The run was stopped."},
+      {StatusCode::kInternal, "InternalError", PyExc_RuntimeError,
+       "A bug or an unexpected failure of a library underneath."},
+  };
+  for (ErrorClass& e : ErrorTable()) {
+    py::tuple bases = e.builtin != nullptr
+                          ? py::make_tuple(py::handle(g_orchard_error), py::handle(e.builtin))
+                          : py::make_tuple(py::handle(g_orchard_error));
+    const std::string qualified = std::string("orchard.") + e.name;
+    e.cls = PyErr_NewExceptionWithDoc(qualified.c_str(), e.doc, bases.ptr(), nullptr);
+    if (e.cls == nullptr) throw py::error_already_set();
+    py::handle(e.cls).attr("code") = StatusCodeName(e.code);  // also for errors raised in Python
+    m.add_object(e.name, py::handle(e.cls));
+  }
+}
+
+// A message as str; bytes that are not UTF-8 (say, in a file name) become U+FFFD instead of
+// failing the conversion.
+py::str MessageText(const std::string& message) {
+  PyObject* text =
+      PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()), "replace");
+  if (text == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(text);
+}
+
+// Sets the Python error for (code, message). The GIL must be held.
+void SetError(StatusCode code, const std::string& message) {
+  PyObject* cls = g_orchard_error;
+  for (const ErrorClass& e : ErrorTable()) {
+    if (e.code == code) cls = e.cls;
+  }
+  PyErr_SetObject(cls, MessageText(message).ptr());  // `code` is a class attribute
+}
+
+// Raises the Python exception for a non-OK status. The GIL must be held.
+void ThrowIfError(const Status& status) {
+  if (status.ok()) return;
+  SetError(status.code(), status.message());
+  throw py::error_already_set();
+}
+
+template <typename T>
+T ValueOrThrow(Result<T> result) {
+  ThrowIfError(result.status());
+  return result.MoveValue();
+}
+
+// Library exceptions (OpenCV, the standard library) become Orchard errors; pybind11's own
+// exceptions (a Python error, a cast error) go on to pybind11's translators.
+void TranslateException(std::exception_ptr p) {
+  try {
+    if (p) std::rethrow_exception(p);
+  } catch (const py::error_already_set&) {
+    throw;
+  } catch (const py::builtin_exception&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    SetError(StatusCode::kResourceExhausted, "out of memory");
+  } catch (const std::exception& e) {
+    SetError(StatusCode::kInternal, std::string("unexpected C++ exception: ") + e.what());
+  }
+}
+
+// ---- Conversions --------------------------------------------------------------------------
+
+py::object JsonToPython(const nlohmann::json& j) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::null:
+      return py::none();
+    case nlohmann::json::value_t::boolean:
+      return py::bool_(j.get<bool>());
+    case nlohmann::json::value_t::number_integer:
+      return py::int_(j.get<int64_t>());
+    case nlohmann::json::value_t::number_unsigned:
+      return py::int_(j.get<uint64_t>());
+    case nlohmann::json::value_t::number_float:
+      return py::float_(j.get<double>());
+    case nlohmann::json::value_t::string:
+      return py::str(j.get<std::string>());
+    case nlohmann::json::value_t::array: {
+      py::list list;
+      for (const auto& e : j) list.append(JsonToPython(e));
+      return list;
+    }
+    case nlohmann::json::value_t::object: {
+      py::dict dict;
+      for (const auto& [key, value] : j.items()) dict[py::str(key)] = JsonToPython(value);
+      return dict;
+    }
+    default:
+      return py::none();
+  }
+}
+
+// A numpy array that takes ownership of `values` (no copy).
+template <typename T>
+py::array_t<T> VectorToArray(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
+  auto* owned = new std::vector<T>(std::move(values));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(std::move(shape), owned->data(), free_when_done);
+}
+
+// A read-only numpy view of memory owned by the Python object `owner`.
+template <typename T>
+py::array_t<T> ReadOnlyView(const T* data, std::vector<py::ssize_t> shape, py::handle owner) {
+  py::array_t<T> array(std::move(shape), data, owner);
+  array.attr("setflags")("write"_a = false);
+  return array;
+}
+
+const char* ResizeName(ResizePolicy p) {
+  return p == ResizePolicy::kStretch ? "stretch" : "shorter_side_crop";
+}
+const char* InterpolationName(Interpolation i) {
+  switch (i) {
+    case Interpolation::kNearest:
+      return "nearest";
+    case Interpolation::kBilinear:
+      return "bilinear";
+    case Interpolation::kArea:
+      return "area";
+    case Interpolation::kBicubic:
+      return "bicubic";
+    case Interpolation::kPilBilinear:
+      return "pil_bilinear";
+  }
+  return "unknown";
+}
+
+std::optional<Pooling> PoolingArg(const std::optional<std::string>& pooling) {
+  if (!pooling) return std::nullopt;
+  return ValueOrThrow(ParsePooling(*pooling));
+}
+
+// S3 options from the environment, with an explicit endpoint taking precedence.
+S3Options S3OptionsArg(const std::optional<std::string>& endpoint) {
+  S3Options options = ValueOrThrow(S3OptionsFromEnvironment());
+  if (endpoint && !endpoint->empty()) {
+    if (endpoint->rfind("http://", 0) != 0 && endpoint->rfind("https://", 0) != 0) {
+      ThrowIfError(Status::InvalidArgument(
+          "s3_endpoint must start with http:// or https:// (got '" + *endpoint + "')"));
+    }
+    options.endpoint = *endpoint;
+  }
+  return options;
+}
+
+// A bytes-like object's memory, pinned (and so unchanged in size) until destruction, which
+// must happen with the GIL held.
+class BorrowedBytes {
+ public:
+  // `what` names the argument in a TypeError, e.g. "image 3".
+  BorrowedBytes(py::handle object, const std::string& what) {
+    if (!PyObject_CheckBuffer(object.ptr())) {
+      ThrowTypeError(what, std::string("got ") + Py_TYPE(object.ptr())->tp_name);
+    }
+    if (PyObject_GetBuffer(object.ptr(), &view_, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+      throw py::error_already_set();
+    }
+    held_ = true;
+    const std::string format = view_.format != nullptr ? view_.format : "B";
+    if (view_.itemsize != 1 || (format != "B" && format != "b" && format != "c")) {
+      ThrowTypeError(what, "got a buffer of format '" + format + "'");
+    }
+  }
+  ~BorrowedBytes() {
+    if (held_) PyBuffer_Release(&view_);
+  }
+  BorrowedBytes(BorrowedBytes&& other) noexcept : view_(other.view_), held_(other.held_) {
+    other.held_ = false;
+  }
+  BorrowedBytes(const BorrowedBytes&) = delete;
+  BorrowedBytes& operator=(const BorrowedBytes&) = delete;
+  BorrowedBytes& operator=(BorrowedBytes&&) = delete;
+
+  std::span<const uint8_t> span() const {
+    return {static_cast<const uint8_t*>(view_.buf), static_cast<size_t>(view_.len)};
+  }
+
+ private:
+  [[noreturn]] static void ThrowTypeError(const std::string& what, const std::string& got) {
+    throw py::type_error(what + ": expected bytes, bytearray, memoryview or a uint8 numpy array; " +
+                         got);
+  }
+  Py_buffer view_{};
+  bool held_ = false;
+};
+
+// ---- Featurizer ---------------------------------------------------------------------------
+
+struct PyFeaturizer {
+  FeaturizerOptions options;
+  std::unique_ptr<Featurizer> featurizer;
+  std::mutex mutex;  // serialises featurize() calls on this object
+};
+
+std::unique_ptr<PyFeaturizer> MakeFeaturizer(const std::string& model, int size,
+                                             const std::optional<std::string>& pooling, int threads,
+                                             int64_t max_pixels, const std::string& backend) {
+  if (size < 0 || size > 4096)
+    ThrowIfError(Status::InvalidArgument("size must be in 0..4096 (0 = the model's own)"));
+  if (threads < 0 || threads > 1024)
+    ThrowIfError(Status::InvalidArgument("threads must be in 0..1024 (0 = all cores)"));
+  if (max_pixels <= 0) ThrowIfError(Status::InvalidArgument("max_pixels must be positive"));
+  auto wrapper = std::make_unique<PyFeaturizer>();
+  FeaturizerOptions& o = wrapper->options;
+  o.model = model;
+  o.backend = backend;
+  o.size = size;
+  o.pooling = PoolingArg(pooling);
+  o.threads = threads;
+  o.max_pixels = static_cast<uint64_t>(max_pixels);
+  Result<std::unique_ptr<Featurizer>> created = Status::Internal("not run");
+  {
+    py::gil_scoped_release release;
+    created = Featurizer::Create(o);
+  }
+  wrapper->featurizer = ValueOrThrow(std::move(created));
+  const ModelSpec& spec = wrapper->featurizer->spec();
+  if (spec.random_weights()) {
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, RandomWeightsWarning(spec).c_str(), 1) != 0) {
+      throw py::error_already_set();
+    }
+  }
+  return wrapper;
+}
+
+py::dict PreprocessDict(const PreprocessSpec& p) {
+  return py::dict("width"_a = p.width, "height"_a = p.height, "resize"_a = ResizeName(p.resize),
+                  "crop_fraction"_a = p.crop_fraction,
+                  "interpolation"_a = InterpolationName(p.interpolation),
+                  "channel_order"_a = p.channel_order == ChannelOrder::kRGB ? "RGB" : "BGR",
+                  "scale"_a = p.scale, "mean"_a = py::make_tuple(p.mean[0], p.mean[1], p.mean[2]),
+                  "std"_a = py::make_tuple(p.stddev[0], p.stddev[1], p.stddev[2]));
+}
+
+py::dict ModelInfo(const PyFeaturizer& f) {
+  const LoadedModel& m = f.featurizer->model();
+  const ModelSpec& s = m.spec;
+  return py::dict(
+      "name"_a = s.name, "description"_a = s.description, "file"_a = s.file.string(),
+      "sha256"_a = s.sha256, "weights"_a = s.weights, "random_weights"_a = s.random_weights(),
+      "weights_source"_a = s.weights_source, "license"_a = s.license,
+      "backend"_a = f.options.backend, "feature_layer"_a = s.feature_layer,
+      "feature_shape"_a = m.extractor->feature_shape(),
+      "pooling"_a = PoolingName(m.extractor_options.pooling),
+      "input_size"_a = py::make_tuple(m.extractor_options.width, m.extractor_options.height),
+      "dim"_a = f.featurizer->dim(), "preprocess"_a = PreprocessDict(m.preprocess));
+}
+
+// (indices int64 (n,), features float32 (n, dim), errors [(index, stage, message)]).
+py::tuple Featurize(PyFeaturizer& f, const py::sequence& images) {
+  const size_t n = py::len(images);
+  std::vector<BorrowedBytes> borrowed;
+  borrowed.reserve(n);
+  for (size_t i = 0; i < n; ++i) borrowed.emplace_back(images[i], "image " + std::to_string(i));
+  std::vector<std::span<const uint8_t>> spans;
+  spans.reserve(n);
+  for (const BorrowedBytes& b : borrowed) spans.push_back(b.span());
+  Result<FeaturizeResult> result = Status::Internal("not run");
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(f.mutex);
+    result = f.featurizer->Featurize(spans);
+  }
+  FeaturizeResult r = ValueOrThrow(std::move(result));
+  const auto good = static_cast<py::ssize_t>(r.indices.size());
+  py::list errors;
+  for (const ImageError& e : r.errors)
+    errors.append(py::make_tuple(e.index, e.stage, MessageText(e.message)));
+  return py::make_tuple(VectorToArray(std::move(r.indices), {good}),
+                        VectorToArray(std::move(r.features), {good, f.featurizer->dim()}),
+                        std::move(errors));
+}
+
+// ---- PCA ----------------------------------------------------------------------------------
+
+struct PyPcaAccumulator {
+  explicit PyPcaAccumulator(PcaAccumulator a, int64_t max) : acc(std::move(a)), max_dim(max) {}
+  PcaAccumulator acc;
+  int64_t max_dim;
+  mutable std::mutex mutex;
+};
+
+struct PyPcaModel {
+  PcaModel model;
+};
+
+using FloatMatrix = py::array_t<float, py::array::c_style>;
+
+// Checks that x is (n, dim); the Python wrappers check first, with the same message.
+void CheckMatrix(const FloatMatrix& x, int64_t dim, const char* what) {
+  if (x.ndim() != 2 || x.shape(1) != dim) {
+    std::string shape = "(";
+    for (py::ssize_t i = 0; i < x.ndim(); ++i)
+      shape += (i ? ", " : "") + std::to_string(x.shape(i));
+    shape += x.ndim() == 1 ? ",)" : ")";
+    ThrowIfError(Status::InvalidArgument(std::string(what) +
+                                         ": expected a 2-D array of shape (n, " +
+                                         std::to_string(dim) + "), got shape " + shape));
+  }
+}
+
+std::unique_ptr<PyPcaAccumulator> AccumulatorFromBytes(py::handle data) {
+  BorrowedBytes bytes(data, "PcaAccumulator.from_bytes");
+  Result<PcaAccumulator> acc = Status::Internal("not run");
+  {
+    py::gil_scoped_release release;
+    acc = PcaAccumulator::Deserialize(bytes.span());
+  }
+  PcaAccumulator value = ValueOrThrow(std::move(acc));
+  const int64_t max_dim = std::max(value.dim(), kDefaultMaxPcaDim);
+  return std::make_unique<PyPcaAccumulator>(std::move(value), max_dim);
+}
+
+py::bytes AccumulatorToBytes(const PyPcaAccumulator& a) {
+  std::vector<uint8_t> bytes;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(a.mutex);
+    bytes = a.acc.Serialize();
+  }
+  return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+std::string ModelToJson(const PcaModel& model, int indent) {
+  return PcaModelToJson(model).dump(indent) + (indent >= 0 ? "\n" : "");
+}
+
+std::unique_ptr<PyPcaModel> ModelFromJson(const std::string& text) {
+  Result<PcaModel> model = Status::Internal("not run");
+  {
+    py::gil_scoped_release release;
+    const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+      model = Status::CorruptData("PCA model JSON: not valid JSON");
+    } else {
+      model = PcaModelFromJson(j);
+    }
+  }
+  return std::make_unique<PyPcaModel>(PyPcaModel{ValueOrThrow(std::move(model))});
+}
+
+// ---- Storage ------------------------------------------------------------------------------
+
+struct PyStorage {
+  std::string location;
+  std::unique_ptr<Storage> storage;
+  std::mutex list_mutex;  // List() is called from one thread at a time; Read() is thread-safe
+};
+
+// ---- Pipeline -----------------------------------------------------------------------------
+
+py::dict Run(const std::string& input, const std::string& output, const std::string& model,
+             int size, const std::optional<std::string>& pooling, int64_t pca_components,
+             double pca_variance, int batch, int threads, int64_t limit, bool save_raw,
+             int64_t max_pixels, const std::optional<std::string>& s3_endpoint,
+             const std::string& work_dir, const std::string& backend, int64_t max_pca_dim,
+             const py::object& progress) {
+  PipelineOptions o;
+  o.input = input;
+  o.output = output;
+  o.model = model;
+  o.backend = backend;
+  o.size = size;
+  o.pooling = PoolingArg(pooling);
+  o.pca_components = pca_components;
+  o.pca_variance = pca_variance;
+  o.max_pca_dim = max_pca_dim;
+  o.batch = batch;
+  o.threads = threads;
+  o.limit = limit;
+  o.save_raw = save_raw;
+  if (max_pixels <= 0) ThrowIfError(Status::InvalidArgument("max_pixels must be positive"));
+  o.max_pixels = static_cast<uint64_t>(max_pixels);
+  if (max_pca_dim <= 0) ThrowIfError(Status::InvalidArgument("max_pca_dim must be positive"));
+  o.work_dir = work_dir;
+  ThrowIfError(ValidatePipelineOptions(o));
+  o.s3 = S3OptionsArg(s3_endpoint);
+
+  std::mutex warnings_mutex;
+  std::vector<std::string> warnings;
+  o.on_warning = [&](const std::string& message) {
+    std::lock_guard<std::mutex> lock(warnings_mutex);
+    warnings.push_back(message);
+  };
+  // Between batches: deliver Ctrl-C (KeyboardInterrupt) and call the user's callback; a Python
+  // exception from either cancels the run and is raised once it has stopped.
+  std::atomic<bool> cancel{false};
+  std::optional<py::error_already_set> python_error;
+  o.cancel = &cancel;
+  o.on_progress = [&](const Progress& p) {
+    py::gil_scoped_acquire acquire;
+    if (python_error) return;
+    try {
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      if (!progress.is_none()) {
+        progress(py::dict("phase"_a = p.phase, "total"_a = p.total, "processed"_a = p.processed,
+                          "failed"_a = p.failed, "elapsed_seconds"_a = p.elapsed_seconds));
+      }
+    } catch (py::error_already_set& e) {
+      python_error.emplace(std::move(e));
+      cancel = true;
+    }
+  };
+
+  Result<RunSummary> summary = Status::Internal("not run");
+  {
+    py::gil_scoped_release release;
+    summary = RunPipeline(o);
+  }
+  if (python_error) throw std::move(*python_error);
+  RunSummary s = ValueOrThrow(std::move(summary));
+  return py::dict("listed"_a = s.listed, "processed"_a = s.processed, "failed"_a = s.failed,
+                  "dim"_a = s.dim, "k"_a = s.k, "explained_variance"_a = s.explained_variance,
+                  "seconds"_a = s.seconds, "images_per_second"_a = s.images_per_second,
+                  "model_name"_a = s.model_name, "random_weights"_a = s.random_weights,
+                  "output"_a = s.output, "warnings"_a = warnings);
+}
+
+py::dict BuildInfo() {
+  py::dict info = JsonToPython(BuildInfoJson());
+  info["python"] = PY_VERSION;
+  info["pybind11"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." +
+                     std::to_string(PYBIND11_VERSION_MINOR) + "." +
+                     std::to_string(PYBIND11_VERSION_PATCH);
+  info["backends"] = ExtractorBackendNames();
+  return info;
+}
+
+}  // namespace
+}  // namespace orchard::python
+
+PYBIND11_MODULE(_orchard, m) {
+  using namespace orchard;
+  using namespace orchard::python;
+  m.doc() = "Orchard's C++ core (see the `orchard` package for the documented API).";
+  m.attr("__version__") = ORCHARD_VERSION;
+  CreateExceptions(m);
+  py::register_local_exception_translator(&TranslateException);
+
+  // ---- Featurizer ----
+  py::class_<PyFeaturizer>(m, "Featurizer",
+                           "A loaded CNN turning encoded images into descriptors. Not thread-safe: "
+                           "use one per thread or process (calls on one object are serialised).")
+      .def(py::init(&MakeFeaturizer), "model"_a = "mobilenet_v2", "size"_a = 0,
+           "pooling"_a = py::none(), "threads"_a = 0, "max_pixels"_a = int64_t{89'478'485},
+           "backend"_a = "opencv-dnn")
+      .def_property_readonly("dim", [](const PyFeaturizer& f) { return f.featurizer->dim(); })
+      .def_property_readonly("model_name",
+                             [](const PyFeaturizer& f) { return f.featurizer->spec().name; })
+      .def_property_readonly(
+          "random_weights",
+          [](const PyFeaturizer& f) { return f.featurizer->spec().random_weights(); })
+      .def_property_readonly("input_size",
+                             [](const PyFeaturizer& f) {
+                               const auto& e = f.featurizer->model().extractor_options;
+                               return py::make_tuple(e.width, e.height);
+                             })
+      .def_property_readonly("pooling",
+                             [](const PyFeaturizer& f) {
+                               return PoolingName(f.featurizer->model().extractor_options.pooling);
+                             })
+      .def_property_readonly(
+          "threads", [](const PyFeaturizer& f) { return EffectiveThreads(f.options.threads); })
+      .def_property_readonly("model_info", &ModelInfo)
+      .def("_featurize", &Featurize, "images"_a)
+      .def("__repr__",
+           [](const PyFeaturizer& f) {
+             const auto& e = f.featurizer->model().extractor_options;
+             return "<orchard.Featurizer model='" + f.featurizer->spec().name +
+                    "' dim=" + std::to_string(f.featurizer->dim()) +
+                    " input=" + std::to_string(e.width) + "x" + std::to_string(e.height) +
+                    " pooling=" + PoolingName(e.pooling) + ">";
+           })
+      .def(py::pickle(
+          [](const PyFeaturizer& f) {
+            const FeaturizerOptions& o = f.options;
+            return py::make_tuple(
+                o.model, o.size,
+                o.pooling ? py::object(py::str(PoolingName(*o.pooling))) : py::none(), o.threads,
+                static_cast<int64_t>(o.max_pixels), o.backend);
+          },
+          [](const py::tuple& t) {
+            if (t.size() != 6) ThrowIfError(Status::InvalidArgument("bad Featurizer pickle state"));
+            return MakeFeaturizer(t[0].cast<std::string>(), t[1].cast<int>(),
+                                  t[2].cast<std::optional<std::string>>(), t[3].cast<int>(),
+                                  t[4].cast<int64_t>(), t[5].cast<std::string>());
+          }));
+
+  // ---- PcaAccumulator ----
+  py::class_<PyPcaAccumulator>(
+      m, "PcaAccumulator",
+      "Streaming, mergeable statistics (count, mean, co-moment in float64) "
+      "for an exact PCA.")
+      .def(py::init([](int64_t dim, int64_t max_dim) {
+             Result<PcaAccumulator> acc = Status::Internal("not run");
+             {
+               py::gil_scoped_release release;
+               acc = PcaAccumulator::Create(dim, max_dim);
+             }
+             return std::make_unique<PyPcaAccumulator>(ValueOrThrow(std::move(acc)), max_dim);
+           }),
+           "dim"_a, "max_dim"_a = kDefaultMaxPcaDim)
+      .def_property_readonly("dim", [](const PyPcaAccumulator& a) { return a.acc.dim(); })
+      .def_property_readonly("max_dim", [](const PyPcaAccumulator& a) { return a.max_dim; })
+      .def_property_readonly("count",
+                             [](const PyPcaAccumulator& a) {
+                               std::lock_guard<std::mutex> lock(a.mutex);
+                               return a.acc.count();
+                             })
+      .def_property_readonly("mean",
+                             [](const PyPcaAccumulator& a) {
+                               std::vector<double> mean;
+                               {
+                                 py::gil_scoped_release release;
+                                 std::lock_guard<std::mutex> lock(a.mutex);
+                                 mean = a.acc.mean();
+                               }
+                               const auto d = static_cast<py::ssize_t>(mean.size());
+                               return VectorToArray(std::move(mean), {d});
+                             })
+      .def(
+          "_update",
+          [](PyPcaAccumulator& a, const FloatMatrix& x) {
+            CheckMatrix(x, a.acc.dim(), "PcaAccumulator.update");
+            Status status;
+            {
+              py::gil_scoped_release release;
+              std::lock_guard<std::mutex> lock(a.mutex);
+              status = a.acc.Accumulate(x.shape(0), x.data());
+            }
+            ThrowIfError(status);
+          },
+          "x"_a.noconvert())
+      .def(
+          "merge",
+          [](py::object self, const PyPcaAccumulator& other) {
+            auto& a = self.cast<PyPcaAccumulator&>();
+            Status status;
+            {
+              py::gil_scoped_release release;
+              if (&a == &other) {
+                std::lock_guard<std::mutex> lock(a.mutex);
+                status = a.acc.Merge(a.acc);
+              } else {
+                std::scoped_lock lock(a.mutex, other.mutex);
+                status = a.acc.Merge(other.acc);
+              }
+            }
+            ThrowIfError(status);
+            return self;
+          },
+          "other"_a, "Adds everything `other` has seen; returns self.")
+      .def("to_bytes", &AccumulatorToBytes)
+      .def_static("from_bytes", &AccumulatorFromBytes, "data"_a)
+      .def(
+          "finalize",
+          [](const PyPcaAccumulator& a, std::optional<int64_t> components,
+             std::optional<double> variance) {
+            if (components && variance) {
+              ThrowIfError(Status::InvalidArgument("give either components or variance, not both"));
+            }
+            PcaOptions options;
+            if (components) {
+              if (*components <= 0)
+                ThrowIfError(Status::InvalidArgument("components must be positive"));
+              options.components = *components;
+            } else {
+              options.variance = variance.value_or(0.95);
+              if (!(options.variance > 0.0 && options.variance <= 1.0)) {
+                ThrowIfError(Status::InvalidArgument("variance must be in (0, 1]"));
+              }
+            }
+            Result<PcaModel> model = Status::Internal("not run");
+            {
+              py::gil_scoped_release release;
+              std::lock_guard<std::mutex> lock(a.mutex);
+              model = FitPca(a.acc, options);
+            }
+            return std::make_unique<PyPcaModel>(PyPcaModel{ValueOrThrow(std::move(model))});
+          },
+          "components"_a = py::none(), "variance"_a = py::none())
+      .def("__repr__",
+           [](const PyPcaAccumulator& a) {
+             std::lock_guard<std::mutex> lock(a.mutex);
+             return "<orchard.PcaAccumulator dim=" + std::to_string(a.acc.dim()) +
+                    " count=" + std::to_string(a.acc.count()) + ">";
+           })
+      .def(py::pickle([](const PyPcaAccumulator& a) { return AccumulatorToBytes(a); },
+                      [](const py::bytes& b) { return AccumulatorFromBytes(b); }));
+
+  // ---- PcaModel ----
+  py::class_<PyPcaModel>(m, "PcaModel", "A fitted PCA: immutable, so transform() is thread-safe.")
+      .def_property_readonly("k", [](const PyPcaModel& p) { return p.model.k; })
+      .def_property_readonly("dim", [](const PyPcaModel& p) { return p.model.dim; })
+      .def_property_readonly("n_samples", [](const PyPcaModel& p) { return p.model.n_samples; })
+      .def_property_readonly("total_variance",
+                             [](const PyPcaModel& p) { return p.model.total_variance; })
+      .def_property_readonly("mean",
+                             [](py::handle self) {
+                               const PcaModel& p = self.cast<const PyPcaModel&>().model;
+                               return ReadOnlyView(p.mean.data(), {p.dim}, self);
+                             })
+      .def_property_readonly("components",
+                             [](py::handle self) {
+                               const PcaModel& p = self.cast<const PyPcaModel&>().model;
+                               return ReadOnlyView(p.components.data(), {p.k, p.dim}, self);
+                             })
+      .def_property_readonly("explained_variance",
+                             [](py::handle self) {
+                               const PcaModel& p = self.cast<const PyPcaModel&>().model;
+                               return ReadOnlyView(p.explained_variance.data(), {p.k}, self);
+                             })
+      .def_property_readonly("explained_variance_ratio",
+                             [](py::handle self) {
+                               const PcaModel& p = self.cast<const PyPcaModel&>().model;
+                               return ReadOnlyView(p.explained_variance_ratio.data(), {p.k}, self);
+                             })
+      .def(
+          "_transform",
+          [](const PyPcaModel& p, const FloatMatrix& x) {
+            CheckMatrix(x, p.model.dim, "PcaModel.transform");
+            const py::ssize_t n = x.shape(0);
+            py::array_t<float> out({n, static_cast<py::ssize_t>(p.model.k)});
+            float* out_data = out.mutable_data();
+            Status status;
+            {
+              py::gil_scoped_release release;
+              status = p.model.Transform(n, x.data(), out_data);
+            }
+            ThrowIfError(status);
+            return out;
+          },
+          "x"_a.noconvert())
+      .def(
+          "to_json", [](const PyPcaModel& p, int indent) { return ModelToJson(p.model, indent); },
+          "indent"_a = 1)
+      .def_static("from_json", &ModelFromJson, "text"_a)
+      .def("__repr__",
+           [](const PyPcaModel& p) {
+             double kept = 0;
+             for (double r : p.model.explained_variance_ratio) kept += r;
+             return "<orchard.PcaModel k=" + std::to_string(p.model.k) +
+                    " dim=" + std::to_string(p.model.dim) +
+                    " n_samples=" + std::to_string(p.model.n_samples) +
+                    " explained=" + std::to_string(kept) + ">";
+           })
+      .def(py::pickle([](const PyPcaModel& p) { return ModelToJson(p.model, -1); },
+                      [](const std::string& s) { return ModelFromJson(s); }));
+
+  // ---- Storage ----
+  py::class_<PyStorage>(m, "Storage",
+                        "A local folder or an s3:// prefix. read() and read_many() may be called "
+                        "from several threads.")
+      .def(py::init([](const std::string& location, const std::optional<std::string>& s3_endpoint) {
+             auto wrapper = std::make_unique<PyStorage>();
+             wrapper->location = location;
+             S3Options s3;
+             if (IsS3Url(location)) s3 = S3OptionsArg(s3_endpoint);
+             Result<std::unique_ptr<Storage>> storage = Status::Internal("not run");
+             {
+               py::gil_scoped_release release;
+               storage = OpenStorage(location, s3);
+             }
+             wrapper->storage = ValueOrThrow(std::move(storage));
+             return wrapper;
+           }),
+           "location"_a, "s3_endpoint"_a = py::none())
+      .def_property_readonly("location", [](const PyStorage& s) { return s.location; })
+      .def("list",
+           [](PyStorage& s) {
+             std::vector<std::pair<std::string, uint64_t>> objects;
+             Status status;
+             {
+               py::gil_scoped_release release;
+               std::lock_guard<std::mutex> lock(s.list_mutex);
+               status = s.storage->List([&](const ObjectInfo& info) {
+                 objects.emplace_back(info.key, info.size);
+                 return Status::OK();
+               });
+             }
+             ThrowIfError(status);
+             return objects;
+           })
+      .def(
+          "read",
+          [](PyStorage& s, const std::string& key) {
+            Result<std::vector<uint8_t>> data = Status::Internal("not run");
+            {
+              py::gil_scoped_release release;
+              data = s.storage->Read(key);
+            }
+            const std::vector<uint8_t> bytes = ValueOrThrow(std::move(data));
+            return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+          },
+          "key"_a)
+      .def(
+          "read_many",
+          [](PyStorage& s, const std::vector<std::string>& keys, int threads) {
+            if (threads < 1 || threads > 1024)
+              ThrowIfError(Status::InvalidArgument("threads must be in 1..1024"));
+            std::vector<Result<std::vector<uint8_t>>> results(keys.size(),
+                                                              Status::Internal("not read"));
+            {
+              py::gil_scoped_release release;
+              std::atomic<size_t> next{0};
+              auto work = [&] {
+                for (size_t i = next++; i < keys.size(); i = next++)
+                  results[i] = s.storage->Read(keys[i]);
+              };
+              const int n =
+                  std::min<int>(threads, static_cast<int>(std::max<size_t>(keys.size(), 1)));
+              std::vector<std::thread> pool;
+              for (int t = 1; t < n; ++t) pool.emplace_back(work);
+              work();
+              for (auto& t : pool) t.join();
+            }
+            py::list datas;
+            py::list errors;
+            for (auto& r : results) {
+              if (r.ok()) {
+                datas.append(py::bytes(reinterpret_cast<const char*>(r->data()), r->size()));
+                errors.append(py::none());
+              } else {
+                datas.append(py::none());
+                errors.append(MessageText(r.status().ToString()));
+              }
+              r = Status::Internal("released");  // free each body once it is copied
+            }
+            return py::make_tuple(datas, errors);
+          },
+          "keys"_a, "threads"_a = 8)
+      .def(
+          "describe",
+          [](const PyStorage& s, const std::string& key) { return s.storage->Describe(key); },
+          "key"_a)
+      .def("__repr__", [](const PyStorage& s) { return "<orchard.Storage '" + s.location + "'>"; });
+
+  // ---- Functions ----
+  m.def("_run", &Run, "input"_a, "output"_a, "model"_a, "size"_a, "pooling"_a, "pca_components"_a,
+        "pca_variance"_a, "batch"_a, "threads"_a, "limit"_a, "save_raw"_a, "max_pixels"_a,
+        "s3_endpoint"_a, "work_dir"_a, "backend"_a, "max_pca_dim"_a, "progress"_a);
+  m.def("has_image_extension", &HasImageExtension, "key"_a,
+        "True if the key's extension (any case) is one Orchard reads as an image.");
+  m.def("label_of", &LabelOf, "key"_a, "The name of the key's parent folder ('' at the root).");
+  m.def("build_info", &BuildInfo,
+        "Versions of Orchard and its libraries, and the CPU features seen.");
+  m.def(
+      "model_search_path",
+      [] {
+        std::vector<std::string> dirs;
+        for (const auto& d : ModelSearchPath()) dirs.push_back(d.string());
+        return dirs;
+      },
+      "Folders searched for model presets, in order.");
+  m.def(
+      "list_models",
+      [] {
+        py::list models;
+        for (const ModelSpec& s : ListModels(ModelSearchPath())) {
+          models.append(py::dict("name"_a = s.name, "description"_a = s.description,
+                                 "weights"_a = s.weights, "random_weights"_a = s.random_weights(),
+                                 "file"_a = s.file.string(), "sidecar"_a = s.sidecar.string()));
+        }
+        return models;
+      },
+      "The model presets found on the search path, sorted by name.");
+  m.def(
+      "_add_model_search_dir", [](const std::string& dir) { AddModelSearchDir(dir); }, "dir"_a);
+}

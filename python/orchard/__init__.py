@@ -1,0 +1,199 @@
+"""Orchard: image collections to CNN descriptors and exact streaming PCA.
+
+The same C++ core as the ``orchard`` CLI, through a pybind11 module (``orchard._orchard``).
+This file keeps Python thin, as faiss does: it checks dtypes and shapes before a call
+crosses into C++ and gives the results their Python types; everything else is the core.
+
+Layout contract: a matrix of n vectors of dimension d is an (n, d) array; the C++ side
+receives it as a C-contiguous float32 buffer (row i, column j at ``x[i * d + j]``).
+
+Thread safety: a ``Featurizer`` or ``PcaAccumulator`` may be shared between threads (calls
+on one object are serialised), but for parallel work use one per thread or process; a
+``PcaModel`` is immutable and ``transform`` runs concurrently. Long calls release the GIL.
+Errors are ``OrchardError`` subclasses (see docs/python.md); a bad image is not an error
+but an ``ImageError`` record of ``featurize``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Callable, Dict, Iterable, Optional, Union
+
+import numpy as np
+
+from . import _orchard
+from ._orchard import (
+    CancelledError,
+    CorruptDataError,
+    Featurizer,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    OrchardError,
+    PcaAccumulator,
+    PcaModel,
+    ResourceExhaustedError,
+    Storage,
+    StorageError,
+    UnsupportedError,
+    build_info,
+    has_image_extension,
+    label_of,
+    list_models,
+    model_search_path,
+)
+from ._types import FeaturizeResult, ImageError
+
+__version__: str = _orchard.__version__
+
+__all__ = [
+    "__version__",
+    "OrchardError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "StorageError",
+    "CorruptDataError",
+    "UnsupportedError",
+    "ResourceExhaustedError",
+    "CancelledError",
+    "InternalError",
+    "Featurizer",
+    "FeaturizeResult",
+    "ImageError",
+    "PcaAccumulator",
+    "PcaModel",
+    "Storage",
+    "run",
+    "has_image_extension",
+    "label_of",
+    "build_info",
+    "list_models",
+    "model_search_path",
+    "DEFAULT_MAX_PIXELS",
+]
+
+# Pillow's MAX_IMAGE_PIXELS, the core's default decompression-bomb guard.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+# The models/ folder the wheel ships (mobilenet_v2): searched after $ORCHARD_MODEL_PATH.
+_PACKAGE_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+if os.path.isdir(_PACKAGE_MODELS):
+    _orchard._add_model_search_dir(_PACKAGE_MODELS)
+
+ImageLike = Union[bytes, bytearray, memoryview, np.ndarray]
+
+
+def _shape_error(where: str, dim: int, shape: tuple) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{where}: expected a 2-D array of shape (n, {dim}), got shape {tuple(shape)}"
+    )
+
+
+def _as_matrix(x: Any, dim: int, where: str) -> np.ndarray:
+    """x as a C-contiguous float32 (n, dim) array; shapes are checked before any copy."""
+    a = np.asarray(x)
+    if a.ndim != 2 or a.shape[1] != dim:
+        raise _shape_error(where, dim, a.shape)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+# ---- Featurizer ---------------------------------------------------------------------------
+
+
+def _featurize(self: Featurizer, images: Iterable[ImageLike]) -> FeaturizeResult:
+    """Descriptors for a batch of encoded images (JPEG, PNG, WebP or BMP file contents).
+
+    Every position ends up in exactly one of ``result.indices`` and ``result.errors``: a
+    corrupt, unsupported or too large image is an ``ImageError``, never an exception.
+    Raises TypeError if an element is not bytes-like (bytes, bytearray, memoryview, a uint8
+    numpy array of the file's bytes). Decoding and inference run without the GIL.
+    """
+    if isinstance(images, (bytes, bytearray, memoryview, str)) or (
+        isinstance(images, np.ndarray) and images.dtype != object
+    ):
+        raise TypeError(
+            "featurize() takes a sequence of images (e.g. a list of bytes); "
+            "wrap a single image in a list"
+        )
+    items = list(images)
+    for i, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            if item.dtype != np.uint8:
+                raise TypeError(
+                    f"image {i}: numpy array of dtype {item.dtype}; expected uint8 (the encoded "
+                    "file's bytes, not decoded pixels)"
+                )
+            if not item.flags.c_contiguous:
+                items[i] = np.ascontiguousarray(item)
+    indices, features, errors = self._featurize(items)
+    return FeaturizeResult(indices, features, [ImageError(*e) for e in errors])
+
+
+Featurizer.featurize = _featurize  # type: ignore[attr-defined]
+
+# ---- PCA ----------------------------------------------------------------------------------
+
+
+def _pca_update(self: PcaAccumulator, x: Any) -> PcaAccumulator:
+    """Adds the rows of x, an (n, dim) array-like (converted to float32); returns self.
+
+    A non-finite value raises InvalidArgumentError naming its row and column, and leaves the
+    accumulator unchanged.
+    """
+    self._update(_as_matrix(x, self.dim, "PcaAccumulator.update"))
+    return self
+
+
+def _pca_transform(self: PcaModel, x: Any) -> np.ndarray:
+    """(x - mean) @ components.T in float64, returned as float32 of shape (n, k)."""
+    return self._transform(_as_matrix(x, self.dim, "PcaModel.transform"))
+
+
+PcaAccumulator.update = _pca_update  # type: ignore[attr-defined]
+PcaModel.transform = _pca_transform  # type: ignore[attr-defined]
+
+# ---- Pipeline -----------------------------------------------------------------------------
+
+
+def run(
+    input: str,
+    output: str,
+    *,
+    model: str = "mobilenet_v2",
+    size: int = 0,
+    pooling: Optional[str] = None,
+    pca_components: int = 0,
+    pca_variance: float = 0.0,
+    batch: int = 16,
+    threads: int = 0,
+    limit: int = 0,
+    save_raw: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    s3_endpoint: Optional[str] = None,
+    work_dir: str = "",
+    backend: str = "opencv-dnn",
+    max_pca_dim: int = 8192,
+    progress: Optional[Callable[[Dict[str, Any]], None]] = None,
+) -> Dict[str, Any]:
+    """Runs the whole chain, as ``orchard run`` does, and returns its summary.
+
+    ``input`` and ``output`` are local folders or s3:// prefixes; the output holds
+    features.csv, features.npy, pca.json, errors.csv, manifest.json (and raw.npy with
+    ``save_raw``). Give at most one of ``pca_components`` and ``pca_variance`` (neither:
+    variance 0.95). S3 settings come from the environment (AWS_*), ``s3_endpoint`` overrides
+    the endpoint. ``progress``, if given, is called between batches with a dict (phase,
+    total, processed, failed, elapsed_seconds); an exception it raises, or Ctrl-C, stops the
+    run and is re-raised. Run-level warnings (e.g. random weights) are issued as
+    RuntimeWarning and listed in the summary's ``warnings``. The GIL is released while the
+    run works.
+    """
+    if pca_components and pca_variance:
+        raise InvalidArgumentError("give either pca_components or pca_variance, not both")
+    summary = _orchard._run(
+        input, output, model, size, pooling, pca_components, pca_variance, batch, threads,
+        limit, save_raw, max_pixels, s3_endpoint, work_dir, backend, max_pca_dim, progress,
+    )
+    for message in summary["warnings"]:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return summary
