@@ -1,0 +1,539 @@
+"""orchard.spark on real Spark: local[2], then a standalone cluster (a master and two
+workers on 127.0.0.1, tests/python/spark_cluster.py), reading from and writing to the local
+S3 server (SeaweedFS, which verifies SigV4). Every run is compared with the CLI on the same
+images: same rows in the same order, same labels, PCA components with |cos| >= 0.999999,
+values within 1e-6 relative, same errors.csv.
+
+The local tests run first and share one SparkSession; the cluster tests then stop it and
+start their own (one SparkContext per process). Spark runs use the Test split (50 images)
+or the Training split (200) at --size 96 to stay fast; the CLI reference uses the same size.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pyspark = pytest.importorskip("pyspark")
+orchard = pytest.importorskip("orchard")
+
+from pyspark.sql import SparkSession  # noqa: E402
+
+import orchard.spark as ospark  # noqa: E402
+from orchard.spark import formatting  # noqa: E402
+from tests.s3 import fixtures as s3fx  # noqa: E402
+from tests.s3.fixtures import FruitsBucket  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spark_cluster import StandaloneCluster  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+SIZE = 96
+FILES = ("features.csv", "features.npy", "pca.json", "errors.csv", "manifest.json",
+         "features.parquet")
+HAS_UPLOAD = hasattr(orchard, "upload_file")
+needs_upload = pytest.mark.skipif(
+    not HAS_UPLOAD, reason="the orchard binding has no upload_file() yet: s3:// outputs need it")
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def aws_env(cfg: s3fx.S3TestConfig, tmp: Path) -> dict[str, str]:
+    """Only the test server's credentials: no shared files, no instance metadata."""
+    return {
+        "AWS_ACCESS_KEY_ID": cfg.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": cfg.secret_access_key,
+        "AWS_REGION": cfg.region,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
+    }
+
+
+def session(master: str, env: dict[str, str], **conf: str) -> SparkSession:
+    """A SparkSession on ``master`` whose executors get ``env`` (spark.executorEnv.*); stops
+    another active session first (one SparkContext per process)."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        if active.sparkContext.master == master:
+            return active
+        active.stop()
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # executors' Python: this venv's
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    builder = (SparkSession.builder.master(master).appName("orchard-tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.driver.host", "127.0.0.1")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.executor.memory", "512m"))
+    for key, value in env.items():
+        builder = builder.config(f"spark.executorEnv.{key}", value)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def read_features(path: Path) -> tuple[list[str], list[tuple[str, str]], np.ndarray]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    values = np.array([[np.float32(v) for v in r[2:]] for r in body], dtype=np.float32)
+    return header, [(r[0], r[1]) for r in body], values.reshape(len(body), len(header) - 2)
+
+
+def component_signs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """+1 per component, or -1 where the two runs chose opposite signs, which is allowed only
+    when the sign rule (largest-magnitude entry positive) is ambiguous: the two largest
+    magnitudes of the component tie within rounding (seen with ReLU6-saturated channels)."""
+    signs = np.ones(len(b))
+    for j, (x, y) in enumerate(zip(a, b)):
+        if float(np.dot(x, y)) > 0:
+            continue
+        top = np.sort(np.abs(y))[::-1]
+        assert top[0] - top[1] <= 1e-6 * top[0], f"component {j + 1} has the opposite sign"
+        signs[j] = -1
+    return signs
+
+
+def assert_same_result(spark_out: Path, cli_out: Path) -> None:
+    """The Spark run's files against the CLI's: see the module doc."""
+    header, rows, values = read_features(spark_out / "features.csv")
+    cli_header, cli_rows, cli_values = read_features(cli_out / "features.csv")
+    assert header == cli_header
+    assert rows == cli_rows  # same paths, labels and order
+    assert len(set(p for p, _ in rows)) == len(rows)  # no duplicated row
+    pca = json.loads((spark_out / "pca.json").read_text())
+    cli_pca = json.loads((cli_out / "pca.json").read_text())
+    signs = component_signs(np.array(pca["components"]), np.array(cli_pca["components"]))
+    np.testing.assert_allclose(values * signs, cli_values, rtol=1e-6,
+                               atol=1e-6 * float(np.abs(cli_values).max()))
+    # features.npy holds exactly the CSV's numbers, and the CSV text is the CLI's formatting.
+    npy = np.load(spark_out / "features.npy")
+    assert npy.dtype == np.float32 and npy.shape == values.shape
+    assert np.array_equal(npy, values)
+    assert (spark_out / "features.npy").read_bytes()[:128] == \
+        (cli_out / "features.npy").read_bytes()[:128]
+    text = (spark_out / "features.csv").read_text(encoding="utf-8").split("\n", 1)[1]
+    assert text == formatting.csv_rows([p for p, _ in rows], [lab for _, lab in rows], npy)
+    # PCA: same components up to rounding, same variances and model.
+    assert sorted(pca) == sorted(cli_pca)
+    assert pca["model"] == cli_pca["model"]
+    assert pca["k"] == cli_pca["k"] and pca["dim"] == cli_pca["dim"]
+    a, b = np.array(pca["components"]), np.array(cli_pca["components"])
+    cos = np.abs(np.sum(a * b, axis=1)) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cos.min() >= 0.999999, cos
+    np.testing.assert_allclose(pca["explained_variance"], cli_pca["explained_variance"], rtol=1e-9)
+    np.testing.assert_allclose(pca["mean"], cli_pca["mean"], rtol=1e-9, atol=1e-12)
+    assert (spark_out / "errors.csv").read_bytes() == (cli_out / "errors.csv").read_bytes()
+    # Parquet: the same matrix.
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(spark_out / "features.parquet")
+    assert table.column_names == header
+    assert table.column("path").to_pylist() == [p for p, _ in rows]
+    assert table.column("label").to_pylist() == [lab for _, lab in rows]
+    parquet_values = np.column_stack([table.column(c).to_numpy() for c in header[2:]])
+    assert np.array_equal(parquet_values, values)
+    manifest = json.loads((spark_out / "manifest.json").read_text())
+    cli_manifest = json.loads((cli_out / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    assert manifest["counts"] == cli_manifest["counts"]
+    assert manifest["model"] == cli_manifest["model"]
+    assert manifest["pca"]["k"] == cli_manifest["pca"]["k"]
+
+
+def cli_run(build_dir: Path, input_dir: Path, out: Path, *args: str) -> Path:
+    result = subprocess.run([str(build_dir / "orchard"), "run", "-q", "--input", str(input_dir),
+                             "--output", str(out), "--size", str(SIZE), *args],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+# ---- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fruits_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "fruits-360-mini"
+
+
+@pytest.fixture(scope="module")
+def cli_test5(build_dir: Path, fruits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cli_run(build_dir, fruits_dir / "Test", tmp_path_factory.mktemp("cli") / "test5",
+                   "--pca-components", "5")
+
+
+@pytest.fixture(scope="module")
+def messy_dir(fruits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Images plus what must become errors.csv rows, and names that need CSV quoting."""
+    root = tmp_path_factory.mktemp("messy")
+    sources = sorted((fruits_dir / "Test").rglob("*.jpg"))[:12]
+    for i, src in enumerate(sources):
+        label = ["Plum, red", 'Say "cheese"', "Cherry 3"][i % 3]
+        (root / label).mkdir(exist_ok=True)
+        shutil.copy(src, root / label / f"img_{i:02d}.jpg")
+    shutil.copy(sources[0], root / "at_root.jpg")  # label ''
+    (root / "Cherry 3" / "notes.txt").write_text("not an image")
+    truncated = sources[1].read_bytes()
+    (root / "Cherry 3" / "truncated.jpg").write_bytes(truncated[: len(truncated) // 2])
+    (root / "Cherry 3" / "empty.png").write_bytes(b"")
+    (root / "Cherry 3" / "text.jpeg").write_bytes(b"hello, I am not a JPEG")
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_spark(s3_server: s3fx.S3TestConfig, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[SparkSession]:
+    env = aws_env(s3_server, tmp_path_factory.mktemp("aws"))
+    spark = session("local[2]", env)
+    yield spark
+
+
+# ---- formatting -----------------------------------------------------------------------------
+
+TO_CHARS_CC = r"""
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+int main() {
+  uint32_t bits;
+  char buf[64];
+  while (std::fread(&bits, 4, 1, stdin) == 1) {
+    float f;
+    std::memcpy(&f, &bits, 4);
+    auto r = std::to_chars(buf, buf + sizeof buf, f);
+    *r.ptr = '\n';
+    std::fwrite(buf, 1, static_cast<size_t>(r.ptr - buf + 1), stdout);
+  }
+}
+"""
+
+
+def test_format_float32_is_std_to_chars(tmp_path: Path) -> None:
+    """format_float32 against C++ std::to_chars(float) (what the CLI's CSV writer uses) on
+    random bit patterns over every exponent, integers, powers of two and specials."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.fail("g++ not found (it builds the project)")
+    source = tmp_path / "to_chars.cc"
+    source.write_text(TO_CHARS_CC)
+    exe = tmp_path / "to_chars"
+    subprocess.run([compiler, "-std=c++20", "-O1", str(source), "-o", str(exe)], check=True)
+    rng = np.random.default_rng(20240611)
+    values = np.concatenate([
+        rng.integers(0, 2**32, size=60000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+        rng.standard_normal(20000).astype(np.float32) * np.float32(30),
+        np.arange(1, 2**25, 4099, dtype=np.float32),
+        np.float32(2.0) ** np.arange(-149, 128).astype(np.float32),
+        np.array([0.0, -0.0, 1e-45, 3.4028235e38, -3.4028235e38, 1e-5, 1e-4, 123456789.0,
+                  1e16, 0.1, 0.3, np.inf, -np.inf], dtype=np.float32),
+    ])
+    values = values[~np.isnan(values)]
+    out = subprocess.run([str(exe)], input=values.tobytes(), capture_output=True,
+                         check=True).stdout.decode().split("\n")[:-1]
+    assert len(out) == len(values)
+    mismatches = [(float(v), c, formatting.format_float32(v))
+                  for v, c in zip(values, out) if formatting.format_float32(v) != c]
+    assert mismatches == []
+
+
+def test_csv_rows_reproduce_the_cli_csv(cli_test5: Path) -> None:
+    matrix = np.load(cli_test5 / "features.npy")
+    text = (cli_test5 / "features.csv").read_text(encoding="utf-8")
+    _, rows, _ = read_features(cli_test5 / "features.csv")
+    assert text.split("\n", 1)[1] == formatting.csv_rows(
+        [p for p, _ in rows], [lab for _, lab in rows], matrix)
+    assert formatting.npy_header(*matrix.shape) == (cli_test5 / "features.npy").read_bytes()[:128]
+    assert formatting.csv_field('a,"b"') == '"a,""b"""'
+    assert formatting.csv_field("plain text") == "plain text"
+
+
+def test_relative_paths_and_read_messages() -> None:
+    from orchard.spark import _worker
+
+    for root in ("/data/fruits", "/data/fruits/", "file:/data/fruits", "file:///data/fruits"):
+        assert _worker.relative_path("file:/data/fruits/Plum 5/r0_1.jpg", root) == "Plum 5/r0_1.jpg"
+    assert _worker.relative_path("s3a://b/x/a/b.jpg", "s3a://b/x") == "a/b.jpg"
+    assert _worker.relative_path("s3a://b/x/a/b.jpg", "") == "s3a://b/x/a/b.jpg"
+    with pytest.raises(ValueError, match="not below"):
+        _worker.relative_path("file:/elsewhere/a.jpg", "/data/fruits")
+    # errors.csv holds Status::message(), as the CLI: read_many's "code: " prefix goes.
+    assert _worker._STATUS_PREFIX.sub("", "not_found: GetObject s3://b/k: HTTP 404") == \
+        "GetObject s3://b/k: HTTP 404"
+    assert _worker._STATUS_PREFIX.sub("", "io_error: permission denied: x") == \
+        "permission denied: x"
+
+
+def test_deploy_files_are_valid(repo_dir: Path) -> None:
+    """Shell syntax and shellcheck of deploy/*.sh, JSON of the IAM policies and EMR
+    configurations, and the bootstrap's fallback pins equal deploy/emr-requirements.txt."""
+    deploy = repo_dir / "deploy"
+    scripts = sorted(deploy.glob("*.sh"))
+    assert {p.name for p in scripts} >= {"emr-bootstrap.sh", "build-wheel-al2023.sh"}
+    for script in scripts:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    if shutil.which("shellcheck"):
+        result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
+    for path in deploy.rglob("*.json"):
+        json.loads(path.read_text())
+    pins = [line for line in (deploy / "emr-requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert f"printf '%s\\n' {' '.join(pins)}" in (deploy / "emr-bootstrap.sh").read_text()
+
+
+# ---- local[2] -------------------------------------------------------------------------------
+
+
+def test_local_run_same_as_cli_and_idempotent(local_spark: SparkSession, fruits_dir: Path,
+                                              cli_test5: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = ospark.run(str(fruits_dir / "Test"), str(out), spark=local_spark, size=SIZE,
+                         pca_components=5, batch=8, num_partitions=3)
+    assert (summary["listed"], summary["processed"], summary["failed"], summary["k"]) == \
+        (50, 50, 0, 5)
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)  # no temporary file left
+    assert_same_result(out, cli_test5)
+    # A second run into the same folder (e.g. a retried step) replaces every file with the
+    # same content; another partitioning changes nothing either.
+    first = {name: (out / name).read_bytes() for name in FILES if name != "manifest.json"}
+    ospark.run(str(fruits_dir / "Test"), str(out), spark=local_spark, size=SIZE,
+               pca_components=5, batch=8, num_partitions=5)
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    for name, data in first.items():
+        if name == "pca.json":  # merge order differs: equal up to rounding, checked above
+            continue
+        assert (out / name).read_bytes() == data, name
+    assert_same_result(out, cli_test5)
+
+
+def test_errors_quoting_limit_and_save_raw_as_the_cli(local_spark: SparkSession, build_dir: Path,
+                                                       messy_dir: Path, tmp_path: Path) -> None:
+    cli = cli_run(build_dir, messy_dir, tmp_path / "cli", "--pca-components", "3", "--save-raw")
+    out = tmp_path / "spark"
+    summary = ospark.run(str(messy_dir), str(out), spark=local_spark, size=SIZE,
+                         pca_components=3, batch=4, save_raw=True)
+    assert summary["failed"] == 4 and summary["processed"] == 13
+    assert_same_result(out, cli)
+    errors = (out / "errors.csv").read_text()
+    assert "notes.txt,list," in errors and "truncated.jpg,decode," in errors
+    raw, cli_raw = np.load(out / "raw.npy"), np.load(cli / "raw.npy")
+    np.testing.assert_allclose(raw, cli_raw, rtol=1e-6, atol=1e-6 * float(np.abs(cli_raw).max()))
+    # --limit stops the listing at the N-th image, as the CLI does.
+    cli_limited = cli_run(build_dir, messy_dir, tmp_path / "cli-limit", "--pca-components", "2",
+                          "--limit", "9")
+    limited = tmp_path / "spark-limit"
+    ospark.run(str(messy_dir), str(limited), spark=local_spark, size=SIZE, pca_components=2,
+               limit=9, batch=4)
+    assert_same_result(limited, cli_limited)
+
+
+def test_binary_file_source_same_as_cli(local_spark: SparkSession, fruits_dir: Path,
+                                        cli_test5: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ospark.run(str(fruits_dir / "Test"), str(out), spark=local_spark, size=SIZE,
+               pca_components=5, source="binaryFile", num_partitions=3)
+    assert_same_result(out, cli_test5)
+
+
+def test_building_blocks(local_spark: SparkSession, fruits_dir: Path, cli_test5: Path) -> None:
+    """The public pieces: binaryFile DataFrame -> descriptors -> fit_pca -> transform."""
+    files = (local_spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+             .load(str(fruits_dir / "Test")))
+    options = ospark.ModelOptions(size=SIZE)
+    outcomes = ospark.featurize_binary_files(files, root=str(fruits_dir / "Test"),
+                                             options=options).cache()
+    model, count = ospark.fit_pca(outcomes, 1280, components=5)
+    assert count == 50 and model is not None and model.k == 5
+    projected = ospark.transform(outcomes, model).orderBy("path").toPandas()
+    _, rows, values = read_features(cli_test5 / "features.csv")
+    assert list(zip(projected["path"], projected["label"])) == rows
+    np.testing.assert_allclose(projected[[f"pc_{j}" for j in range(1, 6)]].to_numpy(), values,
+                               rtol=1e-6, atol=1e-6 * float(np.abs(values).max()))
+    outcomes.unpersist()
+
+
+def test_fit_pca_tree_merge_equals_one_pass(local_spark: SparkSession) -> None:
+    """Accumulators of 7 partitions merged by treeReduce give the one-pass PCA."""
+    rng = np.random.default_rng(7)
+    dim = 24
+    x = (rng.standard_normal((500, dim)) * np.linspace(5, 0.1, dim)).astype(np.float32)
+    rows = [(i, f"c{i % 3}/{i:04d}.jpg", f"c{i % 3}", x[i].tobytes(), None, None)
+            for i in range(len(x))]
+    rows.append((500, "bad.jpg", "", None, "decode", "corrupt"))  # failures are skipped
+    df = local_spark.createDataFrame(local_spark.sparkContext.parallelize(rows, 7),
+                                     ospark.core.OUTCOME_DDL)
+    one = orchard.PcaAccumulator(dim)
+    one.update(x)
+    for kw in ({"components": 6}, {"variance": 0.9}):
+        model, count = ospark.fit_pca(df, dim, depth=3, **kw)
+        expected = one.finalize(**kw)
+        assert count == 500 and model.k == expected.k
+        cos = np.abs(np.sum(np.asarray(model.components) * np.asarray(expected.components), 1))
+        assert cos.min() >= 0.999999
+        np.testing.assert_allclose(model.explained_variance, expected.explained_variance,
+                                   rtol=1e-9)
+    assert ospark.fit_pca(df.limit(0), dim, components=2) == (None, 0)
+
+
+def test_s3_input_same_as_cli(local_spark: SparkSession, s3_server: s3fx.S3TestConfig,
+                              fruits_bucket: FruitsBucket, cli_test5: Path, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver lists the bucket and the executors fetch with Orchard's client (their
+    credentials come from spark.executorEnv.*)."""
+    for key, value in aws_env(s3_server, tmp_path).items():
+        monkeypatch.setenv(key, value)  # the driver's listing
+    out = tmp_path / "out"
+    ospark.run(fruits_bucket.url + "Test", str(out), spark=local_spark, size=SIZE,
+               pca_components=5, s3_endpoint=s3_server.endpoint)
+    assert_same_result(out, cli_test5)
+
+
+@needs_upload
+def test_s3_output(local_spark: SparkSession, s3_server: s3fx.S3TestConfig, s3_client: Any,
+                   s3_bucket: str, fruits_bucket: FruitsBucket, cli_test5: Path, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in aws_env(s3_server, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    ospark.run(fruits_bucket.url + "Test", f"s3://{s3_bucket}/runs/1", spark=local_spark,
+               size=SIZE, pca_components=5, s3_endpoint=s3_server.endpoint)
+    local = tmp_path / "downloaded"
+    s3fx.download_prefix(s3_client, s3_bucket, "runs/1/", local)
+    assert sorted(p.name for p in local.iterdir()) == sorted(FILES)
+    assert_same_result(local, cli_test5)
+
+
+def test_main_usage_errors_exit_2(tmp_path: Path) -> None:
+    def main(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchard.spark", "run", "--input",
+                               str(tmp_path), "--output", str(tmp_path / "o"), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    both = main("--pca-components", "3", "--pca-variance", "0.5")
+    assert both.returncode == 2, both.stderr
+    model = main("--model", "no_such_model")
+    assert model.returncode == 2 and "no_such_model" in model.stderr, model.stderr
+    batch = main("--batch", "0")
+    assert batch.returncode == 2 and "batch" in batch.stderr, batch.stderr
+
+
+def test_main_runs_in_the_active_session(local_spark: SparkSession, fruits_dir: Path,
+                                         cli_test5: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from orchard.spark.__main__ import main
+
+    out = tmp_path / "out"
+    code = main(["run", "--input", str(fruits_dir / "Test"), "--output", str(out), "--size",
+                 str(SIZE), "--pca-components", "5", "--batch", "16"])
+    assert code == 0
+    assert "50 images -> 50 x 5 matrix" in capsys.readouterr().err
+    assert_same_result(out, cli_test5)
+    assert SparkSession.getActiveSession() is local_spark  # not stopped: it was not main's
+
+
+def test_fewer_than_two_images_fail_like_the_cli(local_spark: SparkSession, tmp_path: Path
+                                                 ) -> None:
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    (tmp_path / "in" / "a" / "x.txt").write_text("no image")
+    with pytest.raises(orchard.InvalidArgumentError, match="no image could be processed"):
+        ospark.run(str(tmp_path / "in"), str(tmp_path / "out"), spark=local_spark, size=SIZE)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["errors.csv", "manifest.json"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(orchard.NotFoundError, match="nothing to process"):
+        ospark.run(str(tmp_path / "empty"), str(tmp_path / "out2"), spark=local_spark, size=SIZE)
+
+
+# ---- standalone cluster ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[StandaloneCluster]:
+    active = SparkSession.getActiveSession()
+    if active is not None:  # free the cores and the one SparkContext
+        active.stop()
+    with StandaloneCluster(workers=2, cores=1, memory="1g") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def cli_training8(build_dir: Path, fruits_dir: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cli_run(build_dir, fruits_dir / "Training", tmp_path_factory.mktemp("cli") / "tr8",
+                   "--pca-components", "8")
+
+
+class ExecutorKiller(threading.Thread):
+    """Kills one executor JVM once the first job has finished some of its tasks but not all."""
+
+    def __init__(self, spark: SparkSession, cluster: StandaloneCluster, min_done: int) -> None:
+        super().__init__(daemon=True)
+        self.tracker = spark.sparkContext.statusTracker()
+        self.cluster = cluster
+        self.min_done = min_done
+        self.stop_event = threading.Event()
+        self.killed: dict[str, Any] = {}
+
+    def run(self) -> None:
+        while not self.stop_event.is_set() and not self.killed:
+            for stage in self.tracker.getActiveStageIds():
+                info = self.tracker.getStageInfo(stage)
+                if info is None or info.numTasks < 2 * self.min_done:
+                    continue
+                if self.min_done <= info.numCompletedTasks < info.numTasks:
+                    pid = self.cluster.kill_one_executor()
+                    self.killed = {"pid": pid, "stage": stage, "done": info.numCompletedTasks,
+                                   "tasks": info.numTasks}
+                    return
+            time.sleep(0.05)
+
+
+def test_cluster_s3_run_survives_a_killed_executor(
+        cluster: StandaloneCluster, s3_server: s3fx.S3TestConfig, fruits_bucket: FruitsBucket,
+        cli_training8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = aws_env(s3_server, tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # the driver's listing (executors: executorEnv only)
+    spark = session(cluster.master_url, env, **{"spark.task.maxFailures": "4",
+                                                "spark.cores.max": "2"})
+    try:
+        assert spark.sparkContext.defaultParallelism == 2
+        killer = ExecutorKiller(spark, cluster, min_done=3)
+        killer.start()
+        out = tmp_path / "out"
+        summary = ospark.run(fruits_bucket.url + "Training", str(out), spark=spark, size=SIZE,
+                             pca_components=8, batch=4, num_partitions=20,
+                             s3_endpoint=s3_server.endpoint)
+        killer.stop_event.set()
+        killer.join()
+        assert killer.killed, "no executor was killed mid-job:\n" + cluster.logs()
+        print(f"killed executor {killer.killed}")
+        assert summary["processed"] == 200 and summary["failed"] == 0
+        assert_same_result(out, cli_training8)  # no lost, no duplicated row
+        # The cluster replaced the executor and the application kept both workers.
+        deadline = time.monotonic() + 30
+        while len(cluster.executor_pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert killer.killed["pid"] not in cluster.executor_pids()
+    finally:
+        spark.stop()
