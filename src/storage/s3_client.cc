@@ -282,11 +282,7 @@ Status S3Client::Impl::ErrorStatus(const S3Request& req, const S3Error& error, i
 }
 
 Result<bool> S3Client::Impl::ObjectExists(const S3Url& url) {
-  S3Request r;
-  r.operation = "HeadObject";
-  r.method = "HEAD";
-  r.bucket = url.bucket;
-  r.key = url.key;
+  S3Request r = S3Request::ForObject("HeadObject", "HEAD", url);
   Result<HttpResponse> response = Send(r);
   if (response.ok()) return true;
   if (response.status().code() == StatusCode::kNotFound) return false;
@@ -294,11 +290,7 @@ Result<bool> S3Client::Impl::ObjectExists(const S3Url& url) {
 }
 
 Status S3Client::Impl::DeleteObject(const S3Url& url) {
-  S3Request r;
-  r.operation = "DeleteObject";
-  r.method = "DELETE";
-  r.bucket = url.bucket;
-  r.key = url.key;
+  S3Request r = S3Request::ForObject("DeleteObject", "DELETE", url);
   Result<HttpResponse> response = Send(r);
   if (!response.ok()) {
     const Status& st = response.status();

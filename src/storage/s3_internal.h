@@ -57,6 +57,16 @@ struct S3Request {
   bool error_in_ok_body = false;
   // The location named in messages, e.g. "s3://bucket/prefix"; default s3://bucket/key.
   std::string location;
+
+  // A request on one object: `operation` names it in messages.
+  static S3Request ForObject(std::string operation, std::string method, const S3Url& url) {
+    S3Request r;
+    r.operation = std::move(operation);
+    r.method = std::move(method);
+    r.bucket = url.bucket;
+    r.key = url.key;
+    return r;
+  }
 };
 
 // Test hook: called before every attempt; returning an error makes that attempt fail with

@@ -75,11 +75,7 @@ Status S3Client::Impl::ListObjects(const std::string& bucket, const std::string&
 }
 
 Result<std::vector<uint8_t>> S3Client::Impl::GetObject(const S3Url& url) {
-  S3Request r;
-  r.operation = "GetObject";
-  r.method = "GET";
-  r.bucket = url.bucket;
-  r.key = url.key;
+  S3Request r = S3Request::ForObject("GetObject", "GET", url);
   r.max_response_bytes = options.max_object_bytes;
   ORCHARD_ASSIGN_OR_RETURN(HttpResponse response, Send(r));
   return std::move(response.body);

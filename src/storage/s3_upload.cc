@@ -77,11 +77,7 @@ Status S3Client::Impl::PutSingle(const S3Url& url, std::string_view bytes) {
     return Status::InvalidArgument("PutObject " + url.ToString() +
                                    ": a single PUT is limited to 5 GiB");
   }
-  S3Request r;
-  r.operation = "PutObject";
-  r.method = "PUT";
-  r.bucket = url.bucket;
-  r.key = url.key;
+  S3Request r = S3Request::ForObject("PutObject", "PUT", url);
   r.headers = {{"Content-Type", "application/octet-stream"}};
   r.body = bytes;
   Result<HttpResponse> response = Send(r);
@@ -89,11 +85,7 @@ Status S3Client::Impl::PutSingle(const S3Url& url, std::string_view bytes) {
 }
 
 Result<std::string> S3Client::Impl::CreateMultipartUpload(const S3Url& url) {
-  S3Request create;
-  create.operation = "CreateMultipartUpload";
-  create.method = "POST";
-  create.bucket = url.bucket;
-  create.key = url.key;
+  S3Request create = S3Request::ForObject("CreateMultipartUpload", "POST", url);
   create.query = {{"uploads", ""}};
   create.headers = {{"Content-Type", "application/octet-stream"}};
   ORCHARD_ASSIGN_OR_RETURN(HttpResponse created, Send(create));
@@ -106,11 +98,7 @@ Result<std::string> S3Client::Impl::CreateMultipartUpload(const S3Url& url) {
 }
 
 Status S3Client::Impl::AbortMultipartUpload(const S3Url& url, const std::string& upload_id) {
-  S3Request r;
-  r.operation = "AbortMultipartUpload";
-  r.method = "DELETE";
-  r.bucket = url.bucket;
-  r.key = url.key;
+  S3Request r = S3Request::ForObject("AbortMultipartUpload", "DELETE", url);
   r.query = {{"uploadId", upload_id}};
   return Send(r).status();
 }
@@ -161,11 +149,8 @@ Status S3Client::Impl::PutMultipart(const S3Url& url, uint64_t size, const PartR
       if (!bytes.ok()) {
         st = bytes.status();
       } else {
-        S3Request r;
-        r.operation = "UploadPart " + std::to_string(index + 1) + "/" + std::to_string(parts);
-        r.method = "PUT";
-        r.bucket = url.bucket;
-        r.key = url.key;
+        S3Request r = S3Request::ForObject(
+            "UploadPart " + std::to_string(index + 1) + "/" + std::to_string(parts), "PUT", url);
         r.query = {{"partNumber", std::to_string(index + 1)}, {"uploadId", upload_id}};
         r.headers = {{"Content-Type", "application/octet-stream"}};
         r.body = *bytes;
@@ -217,11 +202,7 @@ Status S3Client::Impl::PutMultipart(const S3Url& url, uint64_t size, const PartR
            s3internal::XmlEscape(etags[i]) + "</ETag></Part>";
   }
   xml += "</CompleteMultipartUpload>";
-  S3Request complete;
-  complete.operation = "CompleteMultipartUpload";
-  complete.method = "POST";
-  complete.bucket = url.bucket;
-  complete.key = url.key;
+  S3Request complete = S3Request::ForObject("CompleteMultipartUpload", "POST", url);
   complete.query = {{"uploadId", upload_id}};
   complete.headers = {{"Content-Type", "application/xml"}};
   complete.body = xml;
