@@ -270,6 +270,23 @@ def test_proxy_every_nth(s3_server: s3fx.S3TestConfig, s3_bucket: str,
     assert proxy.counts()["500"] == 2
 
 
+def test_proxy_caps_faults_per_target(s3_server: s3fx.S3TestConfig, s3_bucket: str,
+                                      fault_proxy: ProxyFactory) -> None:
+    proxy = fault_proxy("503", max_faults_per_target=2)  # every request, but twice per target
+    client = s3fx.admin_client(s3_server, endpoint=proxy.endpoint, max_attempts=1)
+    outcomes = []
+    for key in ("a", "a", "a", "b", "a", "b", "b"):
+        try:
+            client.put_object(Bucket=s3_bucket, Key=key, Body=b"v")
+            outcomes.append("ok")
+        except botocore.exceptions.ClientError as exc:
+            outcomes.append(str(_status(exc)))
+    assert outcomes == ["503", "503", "ok", "503", "ok", "503", "ok"]
+    proxy.reset()  # forgets which targets had their faults
+    with pytest.raises(botocore.exceptions.ClientError):
+        client.put_object(Bucket=s3_bucket, Key="a", Body=b"v")
+
+
 def test_proxy_500_and_slowdown_bodies(s3_server: s3fx.S3TestConfig, s3_bucket: str,
                                        fault_proxy: ProxyFactory) -> None:
     proxy = fault_proxy("500:first=1", "slowdown:first=1")

@@ -32,6 +32,13 @@ Schedules (comma-separated options after ``KIND:``):
 No schedule option means every matching request. Examples: ``503:every=3``,
 ``reset:first=2``, ``slowdown:prob=0.2,seed=7,max=50``, ``truncate:first=1,method=GET``.
 
+``max_faults_per_target=N`` (``--max-faults-per-target``) caps the faults injected into
+one request target (method and path with query): once a target has had N faults, its
+later requests are counted by the rules but always forwarded. With N below the client's
+retry budget, a dense fault schedule exercises every recovery path without ever making
+one unlucky object exhaust its retries (the global ``every=N`` counters interleave across
+concurrent requests, so without the cap a run is only probably clean).
+
 Before a fault response the proxy reads the whole request body (answering
 ``Expect: 100-continue`` itself), so fault responses keep the client connection reusable,
 as a real server's error would.
@@ -316,6 +323,7 @@ class FaultProxy:
         idle_timeout: float = 30.0,
         upstream_timeout: float = 60.0,
         max_requests: int = 1_000_000,
+        max_faults_per_target: int | None = None,
     ) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
@@ -326,6 +334,10 @@ class FaultProxy:
         self._idle_timeout = idle_timeout
         self._upstream_timeout = upstream_timeout
         self._max_requests = max_requests
+        if max_faults_per_target is not None and max_faults_per_target < 0:
+            raise ProxyError(f"max_faults_per_target must be >= 0, got {max_faults_per_target}")
+        self._max_faults_per_target = max_faults_per_target
+        self._faults_per_target: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = [self._as_rule(f) for f in faults]
         self._counts: dict[str, int] = {}
@@ -394,11 +406,13 @@ class FaultProxy:
         rules = [self._as_rule(f) for f in faults]
         with self._lock:
             self._rules = rules
+            self._faults_per_target.clear()
 
     def reset(self) -> None:
         """Zeroes the counts and every rule's counters."""
         with self._lock:
             self._counts.clear()
+            self._faults_per_target.clear()
             for rule in self._rules:
                 rule.reset()
 
@@ -476,11 +490,15 @@ class FaultProxy:
             self._bump("requests")
             if self._counts["requests"] > self._max_requests:
                 raise ProxyError("max_requests reached")
+            target = (req.method, req.target)
+            faulted = self._faults_per_target.get(target, 0)
+            capped = self._max_faults_per_target is not None and faulted >= self._max_faults_per_target
             chosen = None
             for rule in self._rules:
-                if rule.matches(req.method, req.target) and rule.decide(chosen is None):
+                if rule.matches(req.method, req.target) and rule.decide(chosen is None and not capped):
                     chosen = rule
             if chosen is not None:
+                self._faults_per_target[target] = faulted + 1
                 self._bump(chosen.kind)
             else:
                 self._bump("forwarded")
@@ -681,13 +699,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=3600.0,
                         help="exit after this long (bounded lifetime)")
     parser.add_argument("--max-requests", type=int, default=1_000_000)
+    parser.add_argument("--max-faults-per-target", type=int, default=None,
+                        help="forward a target's requests once it has had this many faults")
     args = parser.parse_args(argv)
     if args.listen_host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the proxy only listens on loopback")
     try:
         proxy = FaultProxy(args.upstream, args.fault, listen_host=args.listen_host,
                            listen_port=args.listen_port, stall_seconds=args.stall_seconds,
-                           max_requests=args.max_requests)
+                           max_requests=args.max_requests,
+                           max_faults_per_target=args.max_faults_per_target)
     except ProxyError as exc:
         parser.error(str(exc))
     done = threading.Event()
