@@ -834,6 +834,37 @@ PYBIND11_MODULE(_orchard, m) {
   m.def("_run", &Run, "input"_a, "output"_a, "model"_a, "size"_a, "pooling"_a, "pca_components"_a,
         "pca_variance"_a, "batch"_a, "threads"_a, "limit"_a, "save_raw"_a, "max_pixels"_a,
         "s3_endpoint"_a, "work_dir"_a, "backend"_a, "max_pca_dim"_a, "progress"_a);
+  m.def(
+      "upload_file",
+      [](const std::string& local_path, const std::string& url,
+         const std::optional<std::string>& s3_endpoint) {
+        const S3Options options = S3OptionsArg(s3_endpoint);
+        Status status;
+        {
+          py::gil_scoped_release release;
+          status = UploadFile(local_path, url, options);
+        }
+        ThrowIfError(status);
+      },
+      "local_path"_a, "url"_a, py::kw_only(), "s3_endpoint"_a = py::none(),
+      "Uploads a local file to an s3:// URL with Orchard's native client: one PUT, or a "
+      "multipart upload (aborted on failure) for files of 16 MiB and more. The object appears "
+      "whole or not at all.");
+  m.def(
+      "check_writable",
+      [](const std::string& url, const std::optional<std::string>& s3_endpoint) {
+        const S3Options options = S3OptionsArg(s3_endpoint);
+        Status status;
+        {
+          py::gil_scoped_release release;
+          status = CheckWritable(url, options);
+        }
+        ThrowIfError(status);
+      },
+      "url"_a, py::kw_only(), "s3_endpoint"_a = py::none(),
+      "Checks that the object at an s3:// URL could be written, before a long job: starts a "
+      "multipart upload there and aborts it (needs s3:PutObject and s3:AbortMultipartUpload; "
+      "leaves nothing behind). Raises the S3 error otherwise.");
   m.def("has_image_extension", &HasImageExtension, "key"_a,
         "True if the key's extension (any case) is one Orchard reads as an image.");
   m.def("label_of", &LabelOf, "key"_a, "The name of the key's parent folder ('' at the root).");

@@ -201,6 +201,7 @@ Status PutObject(const std::string& url, std::string_view bytes, const S3Options
 Status UploadFile(const std::string& local_path, const std::string& url, const S3Options& options);
 Result<bool> ObjectExists(const std::string& url, const S3Options& options);
 Status DeleteObject(const std::string& url, const S3Options& options);
+Status CheckWritable(const std::string& url, const S3Options& options);
 
 // A local folder or an s3:// prefix, whichever `location` names.
 Result<std::unique_ptr<Storage>> OpenStorage(const std::string& location, const S3Options& s3);

@@ -38,10 +38,12 @@ from ._orchard import (
     StorageError,
     UnsupportedError,
     build_info,
+    check_writable,
     has_image_extension,
     label_of,
     list_models,
     model_search_path,
+    upload_file,
 )
 from ._types import FeaturizeResult, ImageError
 
@@ -65,6 +67,8 @@ __all__ = [
     "PcaModel",
     "Storage",
     "run",
+    "upload_file",
+    "check_writable",
     "has_image_extension",
     "label_of",
     "build_info",

@@ -351,4 +351,10 @@ Status DeleteObject(const std::string& url, const S3Options& options) {
   return client->DeleteObject(parsed);
 }
 
+Status CheckWritable(const std::string& url, const S3Options& options) {
+  ORCHARD_ASSIGN_OR_RETURN(S3Url parsed, ParseS3Url(url));
+  ORCHARD_ASSIGN_OR_RETURN(auto client, S3Client::Make(options));
+  return client->CheckWritable(parsed);
+}
+
 }  // namespace orchard

@@ -39,13 +39,8 @@ def test_notebook_runs_against_s3(s3_server: s3fx.S3TestConfig, s3_client: Any,
         "ORCHARD_NB_S3_ENDPOINT": s3_server.endpoint,
         "ORCHARD_NB_MASTER": "local[2]",
         "ORCHARD_NB_SIZE": "96",
-        "AWS_ACCESS_KEY_ID": s3_server.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": s3_server.secret_access_key,
-        "AWS_REGION": s3_server.region,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
         "SPARK_LOCAL_IP": "127.0.0.1",
+        **s3fx.aws_env(s3_server, tmp_path),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # the kernel inherits this process's environment

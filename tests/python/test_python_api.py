@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +34,8 @@ except ImportError as e:  # pragma: no cover - the message is the point
         f"the orchard package is not installed in this Python ({e}); run scripts/install-deps "
         "or `.venv/bin/python -m pip install .`"
     ) from e
+
+from tests.s3 import fixtures as s3fx  # noqa: E402  (conftest_s3 put the repo on sys.path)
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(orchard.__file__).resolve().parent
@@ -500,6 +503,33 @@ def test_storage_lists_and_reads(fruits: Path) -> None:
     assert orchard.has_image_extension(key) and orchard.has_image_extension("A/B.JPEG")
     assert not orchard.has_image_extension("README.md")
     assert orchard.label_of(key) == "Cherry 3" and orchard.label_of("top.jpg") == ""
+
+
+def test_upload_file_and_check_writable_on_s3(s3_server: s3fx.S3TestConfig, s3_client: Any,
+                                             s3_bucket: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in s3fx.aws_env(s3_server, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    local = tmp_path / "m.bin"
+    local.write_bytes(os.urandom(300_000))
+    url = f"s3://{s3_bucket}/up/m.bin"
+    orchard.check_writable(url, s3_endpoint=s3_server.endpoint)
+    assert s3fx.list_keys(s3_client, s3_bucket) == []  # the probe leaves nothing
+    orchard.upload_file(str(local), url, s3_endpoint=s3_server.endpoint)
+    storage = orchard.Storage(f"s3://{s3_bucket}/up", s3_endpoint=s3_server.endpoint)
+    assert storage.read("m.bin") == local.read_bytes()
+
+    with pytest.raises(orchard.NotFoundError, match="missing.bin"):
+        orchard.upload_file(str(tmp_path / "missing.bin"), url, s3_endpoint=s3_server.endpoint)
+    with pytest.raises(orchard.InvalidArgumentError, match="s3://"):
+        orchard.upload_file(str(local), str(tmp_path / "not-a-url"), s3_endpoint=s3_server.endpoint)
+    for key, value in s3fx.aws_env(s3_server, tmp_path, readonly=True).items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(orchard.StorageError, match="403"):
+        orchard.check_writable(f"s3://{s3_bucket}/denied", s3_endpoint=s3_server.endpoint)
+    with pytest.raises(orchard.StorageError, match="403"):
+        orchard.upload_file(str(local), f"s3://{s3_bucket}/denied", s3_endpoint=s3_server.endpoint)
+    assert s3fx.list_keys(s3_client, s3_bucket) == ["up/m.bin"]
 
 
 def test_run_writes_what_the_cli_writes(small_collection: Path, cli_output: Path, tmp_path: Path) -> None:

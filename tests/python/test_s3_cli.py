@@ -20,14 +20,9 @@ RESULT_FILES = ["features.csv", "features.npy", "pca.json", "errors.csv"]
 def _env(cfg: s3fx.S3TestConfig, tmp_path: Path, *, readonly: bool = False, secret: str | None = None) -> dict[str, str]:
     """A clean AWS environment: only the test server's credentials, no shared files, no IMDS."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update({
-        "AWS_ACCESS_KEY_ID": cfg.readonly_access_key_id if readonly else cfg.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": secret or (cfg.readonly_secret_access_key if readonly else cfg.secret_access_key),
-        "AWS_REGION": cfg.region,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-    })
+    env.update(s3fx.aws_env(cfg, tmp_path, readonly=readonly))
+    if secret is not None:
+        env["AWS_SECRET_ACCESS_KEY"] = secret
     return env
 
 

@@ -202,6 +202,21 @@ def readonly_client(cfg: S3TestConfig, endpoint: str | None = None, **kwargs: An
                        cfg.readonly_secret_access_key, cfg.region, **kwargs)
 
 
+def aws_env(cfg: S3TestConfig, scratch: Path, *, readonly: bool = False) -> dict[str, str]:
+    """AWS_* variables that make Orchard's credential chain (or any SDK's) use only the test
+    server's admin (or read-only) identity: no shared files (they point into ``scratch``,
+    where nothing is written), no instance metadata."""
+    return {
+        "AWS_ACCESS_KEY_ID": cfg.readonly_access_key_id if readonly else cfg.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": (cfg.readonly_secret_access_key if readonly
+                                  else cfg.secret_access_key),
+        "AWS_REGION": cfg.region,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(scratch / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "no-aws-credentials"),
+    }
+
+
 def moto_client(cfg: S3TestConfig, endpoint: str | None = None, **kwargs: Any) -> Any:
     """moto client; moto accepts any credentials, these are placeholders."""
     return make_client(endpoint or cfg.moto_endpoint, "testing", "testing", cfg.region,
