@@ -44,24 +44,9 @@ pytestmark = pytest.mark.slow
 SIZE = 96
 FILES = ("features.csv", "features.npy", "pca.json", "errors.csv", "manifest.json",
          "features.parquet")
-HAS_UPLOAD = hasattr(orchard, "upload_file")
-needs_upload = pytest.mark.skipif(
-    not HAS_UPLOAD, reason="the orchard binding has no upload_file() yet: s3:// outputs need it")
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-def aws_env(cfg: s3fx.S3TestConfig, tmp: Path) -> dict[str, str]:
-    """Only the test server's credentials: no shared files, no instance metadata."""
-    return {
-        "AWS_ACCESS_KEY_ID": cfg.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": cfg.secret_access_key,
-        "AWS_REGION": cfg.region,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
-    }
 
 
 def session(master: str, env: dict[str, str], **conf: str) -> SparkSession:
@@ -202,7 +187,7 @@ def messy_dir(fruits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture(scope="module")
 def local_spark(s3_server: s3fx.S3TestConfig, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[SparkSession]:
-    env = aws_env(s3_server, tmp_path_factory.mktemp("aws"))
+    env = s3fx.aws_env(s3_server, tmp_path_factory.mktemp("aws"))
     spark = session("local[2]", env)
     yield spark
 
@@ -400,7 +385,7 @@ def test_s3_input_same_as_cli(local_spark: SparkSession, s3_server: s3fx.S3TestC
                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The driver lists the bucket and the executors fetch with Orchard's client (their
     credentials come from spark.executorEnv.*)."""
-    for key, value in aws_env(s3_server, tmp_path).items():
+    for key, value in s3fx.aws_env(s3_server, tmp_path).items():
         monkeypatch.setenv(key, value)  # the driver's listing
     out = tmp_path / "out"
     ospark.run(fruits_bucket.url + "Test", str(out), spark=local_spark, size=SIZE,
@@ -408,18 +393,36 @@ def test_s3_input_same_as_cli(local_spark: SparkSession, s3_server: s3fx.S3TestC
     assert_same_result(out, cli_test5)
 
 
-@needs_upload
 def test_s3_output(local_spark: SparkSession, s3_server: s3fx.S3TestConfig, s3_client: Any,
                    s3_bucket: str, fruits_bucket: FruitsBucket, cli_test5: Path, tmp_path: Path,
                    monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in aws_env(s3_server, tmp_path).items():
+    for key, value in s3fx.aws_env(s3_server, tmp_path).items():
         monkeypatch.setenv(key, value)
-    ospark.run(fruits_bucket.url + "Test", f"s3://{s3_bucket}/runs/1", spark=local_spark,
-               size=SIZE, pca_components=5, s3_endpoint=s3_server.endpoint)
-    local = tmp_path / "downloaded"
-    s3fx.download_prefix(s3_client, s3_bucket, "runs/1/", local)
-    assert sorted(p.name for p in local.iterdir()) == sorted(FILES)
-    assert_same_result(local, cli_test5)
+    for _ in range(2):  # a rerun replaces the objects: same keys, same bytes
+        ospark.run(fruits_bucket.url + "Test", f"s3://{s3_bucket}/runs/1", spark=local_spark,
+                   size=SIZE, pca_components=5, s3_endpoint=s3_server.endpoint)
+        local = tmp_path / "downloaded"
+        shutil.rmtree(local, ignore_errors=True)
+        s3fx.download_prefix(s3_client, s3_bucket, "runs/1/", local)
+        assert sorted(p.name for p in local.iterdir()) == sorted(FILES)
+        assert_same_result(local, cli_test5)
+
+
+def test_unwritable_s3_output_fails_before_any_job(
+        local_spark: SparkSession, s3_server: s3fx.S3TestConfig, s3_client: Any, s3_bucket: str,
+        fruits_bucket: FruitsBucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in s3fx.aws_env(s3_server, tmp_path, readonly=True).items():
+        monkeypatch.setenv(key, value)
+    tracker = local_spark.sparkContext.statusTracker()
+    local_spark.sparkContext.setJobGroup("unwritable-output", "must not run")
+    try:
+        with pytest.raises(orchard.StorageError, match=r"output s3://.* is not writable.*403"):
+            ospark.run(fruits_bucket.url + "Test", f"s3://{s3_bucket}/denied", spark=local_spark,
+                       size=SIZE, pca_components=5, s3_endpoint=s3_server.endpoint)
+        assert tracker.getJobIdsForGroup("unwritable-output") == []
+    finally:
+        local_spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    assert s3fx.list_keys(s3_client, s3_bucket, "denied/") == []  # the probe left nothing
 
 
 def test_main_usage_errors_exit_2(tmp_path: Path) -> None:
@@ -509,9 +512,10 @@ class ExecutorKiller(threading.Thread):
 
 
 def test_cluster_s3_run_survives_a_killed_executor(
-        cluster: StandaloneCluster, s3_server: s3fx.S3TestConfig, fruits_bucket: FruitsBucket,
-        cli_training8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = aws_env(s3_server, tmp_path)
+        cluster: StandaloneCluster, s3_server: s3fx.S3TestConfig, s3_client: Any, s3_bucket: str,
+        fruits_bucket: FruitsBucket, cli_training8: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    env = s3fx.aws_env(s3_server, tmp_path)
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # the driver's listing (executors: executorEnv only)
     spark = session(cluster.master_url, env, **{"spark.task.maxFailures": "4",
@@ -520,15 +524,16 @@ def test_cluster_s3_run_survives_a_killed_executor(
         assert spark.sparkContext.defaultParallelism == 2
         killer = ExecutorKiller(spark, cluster, min_done=3)
         killer.start()
-        out = tmp_path / "out"
-        summary = ospark.run(fruits_bucket.url + "Training", str(out), spark=spark, size=SIZE,
-                             pca_components=8, batch=4, num_partitions=20,
-                             s3_endpoint=s3_server.endpoint)
+        summary = ospark.run(fruits_bucket.url + "Training", f"s3://{s3_bucket}/cluster",
+                             spark=spark, size=SIZE, pca_components=8, batch=4,
+                             num_partitions=20, s3_endpoint=s3_server.endpoint)
         killer.stop_event.set()
         killer.join()
         assert killer.killed, "no executor was killed mid-job:\n" + cluster.logs()
         print(f"killed executor {killer.killed}")
         assert summary["processed"] == 200 and summary["failed"] == 0
+        out = tmp_path / "out"
+        s3fx.download_prefix(s3_client, s3_bucket, "cluster/", out)
         assert_same_result(out, cli_training8)  # no lost, no duplicated row
         # The cluster replaced the executor and the application kept both workers.
         deadline = time.monotonic() + 30

@@ -224,6 +224,9 @@ class _Staging:
     Local output: temporary names in the output folder, renamed on publish (atomic on one
     file system). s3:// output: a local temporary folder, uploaded on publish with Orchard's
     S3 client. The manifest is published last, so whoever sees it sees a complete result.
+    An s3:// output is checked for writing when the staging is made, before any job runs,
+    as the CLI does: a wrong bucket or a missing permission fails in seconds, not after the
+    cluster has featurized the whole collection.
     """
 
     def __init__(self, output: str, s3_endpoint: str | None, work_dir: str | None) -> None:
@@ -231,6 +234,7 @@ class _Staging:
         self.s3_endpoint = s3_endpoint
         self.remote = _is_s3(output)
         if self.remote:
+            _check_writable(output, s3_endpoint)
             self.dir = Path(tempfile.mkdtemp(prefix="orchard-spark-", dir=work_dir))
             self.tag = ""
         else:
@@ -270,14 +274,17 @@ def _join_url(prefix: str, name: str) -> str:
     return prefix.rstrip("/") + "/" + name
 
 
+def _check_writable(output: str, s3_endpoint: str | None) -> None:
+    """Probes the manifest's key (the CLI's probe): a multipart upload started and aborted."""
+    try:
+        orchard.check_writable(_join_url(output, "manifest.json"), s3_endpoint=s3_endpoint)
+    except orchard.OrchardError as exc:
+        raise type(exc)(f"output {output} is not writable: {exc}") from exc
+
+
 def _upload(local: Path, url: str, s3_endpoint: str | None) -> None:
     """Uploads with Orchard's native client (multipart above 16 MiB, aborted on failure)."""
-    upload = getattr(orchard, "upload_file", None)
-    if upload is None:
-        raise orchard.OrchardError(
-            "this build of the orchard package has no upload_file(); s3:// outputs need it "
-            "(write to a local folder instead)")
-    upload(str(local), url, s3_endpoint=s3_endpoint)
+    orchard.upload_file(str(local), url, s3_endpoint=s3_endpoint)
 
 
 def _write_text(path: Path, text: str) -> None:
