@@ -165,6 +165,10 @@ class S3Client {
   Status PutObject(const S3Url& url, std::string_view bytes);
   // Uploads a local file like PutObject, reading it in parts (memory stays bounded).
   Status UploadFile(const std::string& local_path, const S3Url& url);
+  // Writes the object to a local file, atomically (a temporary name renamed when complete),
+  // in ranged GETs of part_size (at least 1 MiB): memory stays bounded whatever the size.
+  // Fails, writing nothing, if the object is replaced during the download (If-Match).
+  Status DownloadFile(const S3Url& url, const std::string& local_path);
   // HEAD: true if the object exists, false on 404; other failures are errors.
   Result<bool> ObjectExists(const S3Url& url);
   // Deleting a missing object is not an error (S3 semantics).
@@ -199,6 +203,8 @@ Result<std::unique_ptr<Storage>> OpenS3Storage(const std::string& url,
 Result<std::vector<uint8_t>> GetObject(const std::string& url, const S3Options& options);
 Status PutObject(const std::string& url, std::string_view bytes, const S3Options& options);
 Status UploadFile(const std::string& local_path, const std::string& url, const S3Options& options);
+Status DownloadFile(const std::string& url, const std::string& local_path,
+                    const S3Options& options);
 Result<bool> ObjectExists(const std::string& url, const S3Options& options);
 Status DeleteObject(const std::string& url, const S3Options& options);
 Status CheckWritable(const std::string& url, const S3Options& options);

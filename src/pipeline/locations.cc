@@ -1,7 +1,9 @@
 #include "pipeline/locations.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <string_view>
+
+#include "orchard/writer.h"
 
 namespace orchard {
 namespace fs = std::filesystem;
@@ -71,15 +73,12 @@ Result<std::string> RunLocations::LocalModel(const std::string& model) {
   }
   const std::string folder = sidecar_key.substr(0, sidecar_key.rfind('/') + 1);
   const fs::path local_sidecar = local / fs::path(sidecar_key).filename();
-  std::ofstream(local_sidecar, std::ios::binary)
-      .write(reinterpret_cast<const char*>(sidecar_bytes.data()),
-             static_cast<std::streamsize>(sidecar_bytes.size()));
-  ORCHARD_ASSIGN_OR_RETURN(auto onnx_bytes, client->GetObject(S3Url{url.bucket, folder + file}));
-  std::ofstream out(local / file, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(onnx_bytes.data()),
-            static_cast<std::streamsize>(onnx_bytes.size()));
-  if (!out)
-    return Status::IOError("cannot write the downloaded model to " + (local / file).string());
+  ORCHARD_RETURN_NOT_OK(WriteFileAtomically(
+      local_sidecar.string(),
+      std::string_view(reinterpret_cast<const char*>(sidecar_bytes.data()), sidecar_bytes.size())));
+  // The weights stream to disk in ranges: a 528 MB VGG16 never sits in memory twice.
+  ORCHARD_RETURN_NOT_OK(
+      client->DownloadFile(S3Url{url.bucket, folder + file}, (local / file).string()));
   return local_sidecar.string();
 }
 

@@ -273,6 +273,10 @@ Status S3Client::Impl::ErrorStatus(const S3Request& req, const S3Error& error, i
     if (credentials != nullptr) message += "; using " + credentials->Redacted();
     return Status::IOError(message);
   }
+  if (error.http_status == 412) {  // only ranged downloads send a condition (If-Match)
+    return Status::IOError(what + ": the object was replaced while it was being read (" + detail +
+                           ")");
+  }
   if (error.http_status == 301 && !on_aws) {
     return Status::IOError(what + ": " + detail +
                            "; the endpoint redirects this bucket "

@@ -102,6 +102,7 @@ struct S3Client::Impl {
   Result<std::vector<uint8_t>> GetObject(const S3Url& url);
   Status PutObject(const S3Url& url, std::string_view bytes);
   Status UploadFile(const std::string& local_path, const S3Url& url);
+  Status DownloadFile(const S3Url& url, const std::string& local_path);
   Result<bool> ObjectExists(const S3Url& url);
   Status DeleteObject(const S3Url& url);
   Status CheckWritable(const S3Url& url);

@@ -289,6 +289,66 @@ TEST_F(S3ServerTest, GetObjectIsByteExact) {
   }
 }
 
+TEST_F(S3ServerTest, DownloadFileInRangesIsByteExactAndAtomic) {
+  const std::string data = RandomBytes((3 << 20) + 17, 11);
+  ASSERT_TRUE(client().PutObject({bucket(), "download/model.onnx"}, data).ok());
+  ASSERT_TRUE(client().PutObject({bucket(), "download/empty"}, "").ok());
+  ScratchDir dir;
+  const auto path = dir.path() / "model.onnx";
+  S3Options options = AdminOptions();
+  options.part_size = 1 << 20;  // four ranges: 1 + 1 + 1 MiB + 17 bytes
+  auto ranged = S3Client::Make(options);
+  ASSERT_TRUE(ranged.ok());
+  std::atomic<int> gets{0};
+  // The second range fails once with a retryable 503: only that range is fetched again.
+  (*ranged)->impl()->fault_injector = [&](const s3internal::S3Request& r,
+                                          int attempt) -> std::optional<S3Error> {
+    if (r.operation != "GetObject") return std::nullopt;
+    ++gets;
+    if (r.headers.at(0).second == "bytes=1048576-2097151" && attempt == 1) {
+      S3Error e;
+      e.http_status = 503;
+      e.code = "SlowDown";
+      return e;
+    }
+    return std::nullopt;
+  };
+  Status st = (*ranged)->DownloadFile({bucket(), "download/model.onnx"}, path.string());
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(gets.load(), 5);
+  const std::vector<uint8_t> got = testing::ReadFileBytes(path);
+  EXPECT_TRUE(Text(got) == data);
+
+  st = DownloadFile(Url("download/empty"), (dir.path() / "empty").string(), AdminOptions());
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(std::filesystem::file_size(dir.path() / "empty"), 0u);
+
+  st = DownloadFile(Url("download/missing"), (dir.path() / "missing").string(), AdminOptions());
+  EXPECT_EQ(st.code(), StatusCode::kNotFound) << st.ToString();
+
+  // The object is replaced between two ranges: the download fails and writes nothing,
+  // rather than stitching a file from two versions.
+  (*ranged)->impl()->fault_injector = [&](const s3internal::S3Request& r,
+                                          int) -> std::optional<S3Error> {
+    if (r.operation == "GetObject" && r.headers.at(0).second == "bytes=2097152-3145727") {
+      EXPECT_TRUE(
+          client().PutObject({bucket(), "download/model.onnx"}, RandomBytes(data.size(), 12)).ok());
+    }
+    return std::nullopt;
+  };
+  const auto replaced = dir.path() / "replaced.onnx";
+  st = (*ranged)->DownloadFile({bucket(), "download/model.onnx"}, replaced.string());
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("replaced while it was being read"), std::string::npos)
+      << st.ToString();
+  // Only the two complete downloads: no partial or temporary file is left.
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"empty", "model.onnx"}));
+}
+
 TEST_F(S3ServerTest, MultipartUploadOf20MiBIsByteExact) {
   const std::string data = RandomBytes((20 << 20) + 12345, 7);
   ScratchDir dir;
