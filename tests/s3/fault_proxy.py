@@ -145,7 +145,8 @@ class FaultRule:
     def decide(self, allowed: bool = True) -> bool:
         """Counts one matching request and returns whether the fault fires on it.
 
-        ``allowed=False`` (an earlier rule already fired) counts the request without firing.
+        ``allowed=False`` (an earlier rule already fired, or the target has had its cap of
+        faults) counts the request without firing.
         """
         self.seen += 1
         n = self.seen - self.after
@@ -492,10 +493,12 @@ class FaultProxy:
                 raise ProxyError("max_requests reached")
             target = (req.method, req.target)
             faulted = self._faults_per_target.get(target, 0)
-            capped = self._max_faults_per_target is not None and faulted >= self._max_faults_per_target
+            cap = self._max_faults_per_target
+            capped = cap is not None and faulted >= cap
             chosen = None
             for rule in self._rules:
-                if rule.matches(req.method, req.target) and rule.decide(chosen is None and not capped):
+                may_fault = chosen is None and not capped
+                if rule.matches(req.method, req.target) and rule.decide(may_fault):
                     chosen = rule
             if chosen is not None:
                 self._faults_per_target[target] = faulted + 1
