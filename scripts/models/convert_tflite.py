@@ -10,8 +10,9 @@ computes in float32; its outputs match TFLite's up to quantization noise.
 Graph contract of the written model:
   input          "input"          float32 [N, 3, H, W], NCHW, RGB, the dequantized uint8
                                   pixel (x - zero_point) * scale, i.e. (x - 128) / 128
-  output         "feature_map"    [N, 1280, H/32, W/32]: the last 1x1 conv + ReLU6; its
-                                  spatial mean is TFLite's MobilenetV2/Logits/AvgPool
+  output         "feature_map"    [N, 1280, ceil(H/32), ceil(W/32)]: the last 1x1 conv +
+                                  ReLU6; its spatial mean is TFLite's
+                                  MobilenetV2/Logits/AvgPool
   output         "logits"         [N, 1001] (index 0 = background)
   output         "probabilities"  [N, 1001], softmax of the logits
 
@@ -19,10 +20,12 @@ OpenCV 4.6 constraints that shaped it (checked by tests/python/test_models.py):
 - OpenCV 4.6 rejects Clip with min/max given as inputs (opset >= 11: "node_proto.input_size()
   == 1"), so the graph uses opset 10, where Clip takes min/max attributes; OpenCV maps that
   Clip to its ReLU6 layer.
-- Asymmetric Conv pads work, so TFLite's SAME padding is written as explicit pads
-  [top, left, bottom, right], computed for the model's native 224x224 input. They equal
-  TFLite's at every input whose sides are multiples of 32; at other sizes a stride-2 layer
-  whose input side is odd pads (0, 1) where TFLite would pad (1, 1).
+- TFLite's SAME padding: a stride-1 layer's pads do not depend on the input size and are
+  written out ([top, left, bottom, right], symmetric); a stride-2 layer's do ((0, 1) on an
+  even side, (1, 1) on an odd one), so it gets auto_pad=SAME_UPPER, which OpenCV computes
+  per input (its "SAME" pad mode). The graph is then TFLite's at every input size, e.g.
+  100x100 -> a 4x4 feature map, as TFLite gives (explicit pads computed for 224 would give
+  3x3 there).
 
 The output is byte-deterministic: same .tflite in, same .onnx bytes out (fixed producer
 fields, fixed IR version, no timestamps).
@@ -327,13 +330,20 @@ def _convert_conv(ctx: ConversionContext, op: TfOperator) -> None:
     kernel = weights.shape[2:]
     strides = (opts.StrideH(), opts.StrideW())
     dilations = (opts.DilationHFactor(), opts.DilationWFactor())
-    if opts.Padding() == tflite.Padding.SAME:
+    if opts.Padding() == tflite.Padding.SAME and max(strides) > 1:
+        # A strided layer's SAME pads depend on its input's size: (0, 1) on an even side,
+        # (1, 1) on an odd one. SAME_UPPER lets the engine compute them per input, so the
+        # graph is TFLite's at every input size, not only at multiples of 32.
+        padding: dict[str, Any] = {"auto_pad": "SAME_UPPER"}
+    elif opts.Padding() == tflite.Padding.SAME:
+        # Stride 1: the pads do not depend on the size; written out as TFLite's, symmetric.
         (top, bottom), (left, right) = (
             same_padding(x.shape[1 + axis], kernel[axis], strides[axis], dilations[axis])
             for axis in range(2)
         )
+        padding = {"pads": [top, left, bottom, right]}
     else:
-        top = bottom = left = right = 0
+        padding = {"pads": [0, 0, 0, 0]}
     base = ctx.name(op.outputs[0])
     inputs = [ctx.name(op.inputs[0]), ctx.builder.constant(f"{base}/weights", weights)]
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
@@ -347,8 +357,8 @@ def _convert_conv(ctx: ConversionContext, op: TfOperator) -> None:
         kernel_shape=list(kernel),
         strides=list(strides),
         dilations=list(dilations),
-        pads=[top, left, bottom, right],
         group=group,
+        **padding,
     )
 
 

@@ -7,9 +7,9 @@ as a numeric mismatch. It runs the graph node by node on the initializers, in fl
 default, for a tight reference) or float32, and returns the requested tensors by name.
 
 Supported ops (what our converters and torch.onnx.export of VGG16/ResNet50 emit): Conv
-(groups, dilations, explicit or VALID pads, strides), Clip (attribute or input min/max),
-Relu, Add, GlobalAveragePool, Flatten, Gemm, Softmax, MaxPool, BatchNormalization and
-Identity. Anything else raises NotImplementedError: the reference must never guess.
+(groups, dilations, strides; explicit, VALID, SAME_UPPER or SAME_LOWER pads), Clip
+(attribute or input min/max), Relu, Add, GlobalAveragePool, Flatten, Gemm, Softmax, MaxPool,
+BatchNormalization and Identity. Anything else raises NotImplementedError: the reference must never guess.
 """
 
 from __future__ import annotations
@@ -32,16 +32,35 @@ def _attrs(node: onnx.NodeProto) -> dict[str, object]:
     return {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
 
 
-def _explicit_pads(node: onnx.NodeProto, spatial_rank: int) -> list[int]:
-    """ONNX pads [x1_begin, x2_begin, ..., x1_end, x2_end]; SAME_* auto_pad is refused."""
+def _explicit_pads(
+    node: onnx.NodeProto, kernel: list[int], spatial_shape: list[int]
+) -> list[int]:
+    """ONNX pads [x1_begin, x2_begin, ..., x1_end, x2_end] for an input of `spatial_shape`.
+
+    SAME_UPPER / SAME_LOWER follow the ONNX spec: output = ceil(input / stride), the total
+    padding (output - 1) * stride + dilated kernel - input, its odd pixel at the end (UPPER,
+    TensorFlow's SAME) or at the beginning (LOWER).
+    """
     attrs = _attrs(node)
+    rank = len(spatial_shape)
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if auto_pad not in ("NOTSET", "VALID"):
-        raise NotImplementedError(f"{node.name}: auto_pad={auto_pad}")
     if auto_pad == "VALID":
-        return [0] * (2 * spatial_rank)
-    return list(attrs.get("pads", [0] * (2 * spatial_rank)))
+        return [0] * (2 * rank)
+    if auto_pad == "NOTSET":
+        return list(attrs.get("pads", [0] * (2 * rank)))
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        raise NotImplementedError(f"{node.name}: auto_pad={auto_pad}")
+    strides = list(attrs.get("strides", [1] * rank))
+    dilations = list(attrs.get("dilations", [1] * rank))
+    begins, ends = [], []
+    for size, k, stride, dilation in zip(spatial_shape, kernel, strides, dilations):
+        out = -(-size // stride)
+        total = max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begins.append(small if auto_pad == "SAME_UPPER" else large)
+        ends.append(large if auto_pad == "SAME_UPPER" else small)
+    return begins + ends
 
 
 def _torch_pad_order(pads: list[int]) -> list[int]:
@@ -56,7 +75,8 @@ def _torch_pad_order(pads: list[int]) -> list[int]:
 def _conv(node: onnx.NodeProto, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     attrs = _attrs(node)
     rank = w.dim() - 2
-    x = F.pad(x, _torch_pad_order(_explicit_pads(node, rank)))
+    pads = _explicit_pads(node, list(w.shape[2:]), list(x.shape[2:]))
+    x = F.pad(x, _torch_pad_order(pads))
     return F.conv2d(
         x,
         w,
@@ -80,7 +100,8 @@ def _max_pool(node: onnx.NodeProto, x: Tensor) -> Tensor:
     attrs = _attrs(node)
     kernel = list(attrs["kernel_shape"])
     rank = len(kernel)
-    x = F.pad(x, _torch_pad_order(_explicit_pads(node, rank)), value=-np.inf)
+    pads = _explicit_pads(node, kernel, list(x.shape[2:]))
+    x = F.pad(x, _torch_pad_order(pads), value=-np.inf)
     return F.max_pool2d(
         x,
         kernel_size=kernel,

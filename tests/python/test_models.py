@@ -167,10 +167,9 @@ def test_mobilenet_opencv_matches_torch_reference(
     np.testing.assert_allclose(ours["logits"], reference["logits"], atol=1e-3)
 
 
-# Map side per input side. The pads are TFLite's SAME pads at 224, written explicitly: at a
-# multiple of 32 that is TFLite's map (size / 32); at 100 a stride-2 layer meets an odd side
-# (25) and pads (0, 1) where TFLite pads (1, 1), so the map is 3x3 where TFLite's is 4x4.
-@pytest.mark.parametrize("size, side", [(100, 3), (160, 5)])
+# Map side per input side: TFLite's, ceil(size / 32) (five stride-2 layers with SAME
+# padding). At 100 a stride-2 layer meets an odd side (25) and must pad (1, 1) there.
+@pytest.mark.parametrize("size, side", [(100, 4), (97, 4), (160, 5)])
 def test_mobilenet_runs_at_other_sizes(
     size: int,
     side: int,
@@ -212,6 +211,43 @@ def test_mobilenet_matches_quantized_tflite(descriptor_paths: list[Path]) -> Non
     assert list(ours["logits"][:3].argmax(axis=1)) == tflite_top1[:3]
 
 
+def test_mobilenet_feature_map_matches_tflite_at_a_size_not_a_multiple_of_32(
+    descriptor_paths: list[Path],
+) -> None:
+    """At 200x200 a stride-2 layer meets an odd side (25): with SAME_UPPER our graph pads it
+    as TFLite does and gives TFLite's 7x7 map (pads fixed for 224 would give 6x6). The
+    uint8 model's last feature map (before its fixed 7x7 AvgPool, which needs >= 193 px)
+    is compared position by position, as closely as at 224."""
+    interpreter_module = pytest.importorskip("tflite_runtime.interpreter")
+    images = {size: [load_rgb(path, size) for path in descriptor_paths] for size in (200, 224)}
+    cosines = {}
+    for size, batch in images.items():
+        interpreter = interpreter_module.Interpreter(
+            str(MOBILENET_TFLITE), experimental_preserve_all_tensors=True
+        )
+        input_index = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(input_index, [1, size, size, 3])
+        interpreter.allocate_tensors()
+        last = next(t for t in interpreter.get_tensor_details()
+                    if t["name"].startswith("MobilenetV2/Conv_1/Relu6"))
+        scale, zero = last["quantization"]
+        maps = []
+        for image in batch:
+            interpreter.set_tensor(input_index, image[None])
+            interpreter.invoke()
+            quantized = interpreter.get_tensor(last["index"])[0].astype(np.float64)
+            maps.append((scale * (quantized - zero)).transpose(2, 0, 1))  # HWC -> CHW
+        tflite_maps = np.stack(maps)
+        ours = opencv_forward(MOBILENET_ONNX, mobilenet_blob(batch), ["feature_map"])
+        side = -(-size // 32)
+        assert ours["feature_map"].shape == tflite_maps.shape == (len(batch), 1280, side, side)
+        cosines[size] = min(row_cosines(ours["feature_map"].reshape(len(batch), -1),
+                                        tflite_maps.reshape(len(batch), -1)))
+    print(f"map cosine vs TFLite, worst image: {cosines}")
+    assert cosines[200] >= 0.98 and cosines[224] >= 0.98, cosines
+    assert cosines[200] >= cosines[224] - 0.01, cosines
+
+
 def test_conversion_is_byte_deterministic(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, str(SCRIPTS_DIR / "convert_tflite.py"), "--tflite", str(MOBILENET_TFLITE),
@@ -250,6 +286,14 @@ def test_mobilenet_graph_is_what_opencv_accepts() -> None:
     depthwise = [n for n in model.graph.node if n.op_type == "Conv" and
                  helper.get_attribute_value(next(a for a in n.attribute if a.name == "group")) > 1]
     assert len(depthwise) == 17
+    # SAME pads that depend on the input size (stride 2) are left to the engine; the others
+    # are written out, so the graph is TFLite's at every input size.
+    for conv in (n for n in model.graph.node if n.op_type == "Conv"):
+        attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+        if max(attrs["strides"]) > 1:
+            assert attrs.get("auto_pad") == b"SAME_UPPER" and "pads" not in attrs, conv.name
+        else:
+            assert "auto_pad" not in attrs and len(attrs["pads"]) == 4, conv.name
 
 
 def test_same_padding_puts_the_extra_pixel_last() -> None:
