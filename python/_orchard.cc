@@ -289,7 +289,8 @@ struct PyFeaturizer {
 
 std::unique_ptr<PyFeaturizer> MakeFeaturizer(const std::string& model, int size,
                                              const std::optional<std::string>& pooling, int threads,
-                                             int64_t max_pixels, const std::string& backend) {
+                                             int64_t max_pixels, const std::string& backend,
+                                             const std::string& precision) {
   if (size < 0 || size > 4096)
     ThrowIfError(Status::InvalidArgument("size must be in 0..4096 (0 = the model's own)"));
   if (threads < 0 || threads > 1024)
@@ -299,6 +300,7 @@ std::unique_ptr<PyFeaturizer> MakeFeaturizer(const std::string& model, int size,
   FeaturizerOptions& o = wrapper->options;
   o.model = model;
   o.backend = backend;
+  o.precision = ValueOrThrow(ParsePrecision(precision));
   o.size = size;
   o.pooling = PoolingArg(pooling);
   o.threads = threads;
@@ -310,8 +312,10 @@ std::unique_ptr<PyFeaturizer> MakeFeaturizer(const std::string& model, int size,
   }
   wrapper->featurizer = ValueOrThrow(std::move(created));
   const ModelSpec& spec = wrapper->featurizer->spec();
-  if (spec.random_weights()) {
-    if (PyErr_WarnEx(PyExc_RuntimeWarning, RandomWeightsWarning(spec).c_str(), 1) != 0) {
+  std::vector<std::string> warnings = wrapper->featurizer->model().warnings;
+  if (spec.random_weights()) warnings.insert(warnings.begin(), RandomWeightsWarning(spec));
+  for (const std::string& warning : warnings) {
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, warning.c_str(), 1) != 0) {
       throw py::error_already_set();
     }
   }
@@ -334,8 +338,9 @@ py::dict ModelInfo(const PyFeaturizer& f) {
       "name"_a = s.name, "description"_a = s.description, "file"_a = s.file.string(),
       "sha256"_a = s.sha256, "weights"_a = s.weights, "random_weights"_a = s.random_weights(),
       "weights_source"_a = s.weights_source, "license"_a = s.license,
-      "backend"_a = f.options.backend, "feature_layer"_a = s.feature_layer,
-      "feature_shape"_a = m.extractor->feature_shape(),
+      "backend"_a = f.options.backend, "precision"_a = PrecisionName(m.precision),
+      "inference_runs"_a = m.layout.runs, "threads_per_run"_a = m.layout.threads_per_run,
+      "feature_layer"_a = s.feature_layer, "feature_shape"_a = m.extractor->feature_shape(),
       "pooling"_a = PoolingName(m.extractor_options.pooling),
       "input_size"_a = py::make_tuple(m.extractor_options.width, m.extractor_options.height),
       "dim"_a = f.featurizer->dim(), "preprocess"_a = PreprocessDict(m.preprocess));
@@ -449,12 +454,13 @@ py::dict Run(const std::string& input, const std::string& output, const std::str
              double pca_variance, int batch, int threads, int64_t limit, bool save_raw,
              int64_t max_pixels, const std::optional<std::string>& s3_endpoint,
              const std::string& work_dir, const std::string& backend, int64_t max_pca_dim,
-             const py::object& progress) {
+             const py::object& progress, const std::string& precision) {
   PipelineOptions o;
   o.input = input;
   o.output = output;
   o.model = model;
   o.backend = backend;
+  o.precision = ValueOrThrow(ParsePrecision(precision));
   o.size = size;
   o.pooling = PoolingArg(pooling);
   o.pca_components = pca_components;
@@ -536,9 +542,9 @@ PYBIND11_MODULE(_orchard, m) {
   py::class_<PyFeaturizer>(m, "Featurizer",
                            "A loaded CNN turning encoded images into descriptors. Not thread-safe: "
                            "use one per thread or process (calls on one object are serialised).")
-      .def(py::init(&MakeFeaturizer), "model"_a = "mobilenet_v2", "size"_a = 0,
+      .def(py::init(&MakeFeaturizer), "model"_a = kDefaultModel, "size"_a = 0,
            "pooling"_a = py::none(), "threads"_a = 0, "max_pixels"_a = int64_t{89'478'485},
-           "backend"_a = "opencv-dnn")
+           "backend"_a = kDefaultBackend, "precision"_a = "fp32")
       .def_property_readonly("dim", [](const PyFeaturizer& f) { return f.featurizer->dim(); })
       .def_property_readonly("model_name",
                              [](const PyFeaturizer& f) { return f.featurizer->spec().name; })
@@ -572,13 +578,14 @@ PYBIND11_MODULE(_orchard, m) {
             return py::make_tuple(
                 o.model, o.size,
                 o.pooling ? py::object(py::str(PoolingName(*o.pooling))) : py::none(), o.threads,
-                static_cast<int64_t>(o.max_pixels), o.backend);
+                static_cast<int64_t>(o.max_pixels), o.backend, PrecisionName(o.precision));
           },
           [](const py::tuple& t) {
-            if (t.size() != 6) ThrowIfError(Status::InvalidArgument("bad Featurizer pickle state"));
+            if (t.size() != 7) ThrowIfError(Status::InvalidArgument("bad Featurizer pickle state"));
             return MakeFeaturizer(t[0].cast<std::string>(), t[1].cast<int>(),
                                   t[2].cast<std::optional<std::string>>(), t[3].cast<int>(),
-                                  t[4].cast<int64_t>(), t[5].cast<std::string>());
+                                  t[4].cast<int64_t>(), t[5].cast<std::string>(),
+                                  t[6].cast<std::string>());
           }));
 
   // ---- PcaAccumulator ----
@@ -833,7 +840,12 @@ PYBIND11_MODULE(_orchard, m) {
   // ---- Functions ----
   m.def("_run", &Run, "input"_a, "output"_a, "model"_a, "size"_a, "pooling"_a, "pca_components"_a,
         "pca_variance"_a, "batch"_a, "threads"_a, "limit"_a, "save_raw"_a, "max_pixels"_a,
-        "s3_endpoint"_a, "work_dir"_a, "backend"_a, "max_pca_dim"_a, "progress"_a);
+        "s3_endpoint"_a, "work_dir"_a, "backend"_a, "max_pca_dim"_a, "progress"_a,
+        "precision"_a = "fp32");
+  m.attr("DEFAULT_BACKEND") = kDefaultBackend;
+  m.attr("DEFAULT_MODEL") = kDefaultModel;
+  m.def("_set_onnxruntime_library", &SetOnnxRuntimeLibraryPath, "path"_a,
+        "Where to load libonnxruntime.so from (before the first model is loaded).");
   m.def(
       "upload_file",
       [](const std::string& local_path, const std::string& url,

@@ -1,9 +1,11 @@
 // Feature extraction: a backend runs a model on a batch of preprocessed images and returns
 // one pooled descriptor per image.
 //
-// Backends register by name in a registry ("opencv-dnn" is built in); an unknown name is a
-// Status, not a crash. A FeatureExtractor owns its loaded network and is NOT thread-safe:
-// use one per inference thread (the network's own kernels use `threads` cores).
+// Backends register by name in a registry ("onnxruntime", the default, and "opencv-dnn" are
+// built in); an unknown name is a Status, not a crash. A FeatureExtractor is the loaded
+// model, shared by every thread of a run: Extract() is thread-safe (onnxruntime runs the
+// calls concurrently, opencv-dnn one after the other), and each call's network kernels use
+// ExtractorOptions::threads cores.
 #pragma once
 
 #include <cstdint>
@@ -17,11 +19,13 @@
 
 namespace orchard {
 
+inline constexpr char kDefaultBackend[] = "onnxruntime";
+
 struct ExtractorOptions {
   int width = 0;  // input size; 0 = the model's native size
   int height = 0;
   Pooling pooling = Pooling::kAvg;
-  int threads = 0;  // 0 = all cores
+  int threads = 1;  // intra-op threads of one Extract() call
 };
 
 class FeatureExtractor {
@@ -32,7 +36,7 @@ class FeatureExtractor {
   // Shape (C, H, W) of the feature layer for one image.
   virtual std::vector<int> feature_shape() const = 0;
   // `batch`: n images, NCHW float, each TensorElements(preprocess) long.
-  // `out`: n * dim() floats, row-major.
+  // `out`: n * dim() floats, row-major. Thread-safe.
   virtual Status Extract(int n, const float* batch, float* out) = 0;
 };
 
@@ -46,6 +50,11 @@ std::vector<std::string> ExtractorBackendNames();
 Result<std::unique_ptr<FeatureExtractor>> CreateExtractor(const std::string& backend,
                                                           const ModelSpec& spec,
                                                           const ExtractorOptions& options);
+
+// Where the onnxruntime backend loads libonnxruntime.so from, instead of its default search
+// ($ORCHARD_ONNXRUNTIME_LIB, the build's copy, the loader's path). Only effective before the
+// backend's first use. Thread-safe.
+void SetOnnxRuntimeLibraryPath(const std::string& path);
 
 // Pools a (n, C, H, W) float tensor into (n, C) for avg/max, or copies it for flatten.
 void PoolFeatures(Pooling pooling, int n, int c, int hw, const float* in, float* out);

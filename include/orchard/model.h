@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,20 @@ enum class Pooling {
 Result<Pooling> ParsePooling(const std::string& name);
 const char* PoolingName(Pooling pooling);
 
+// Another file of the same network, e.g. its int8 quantization ("variants" in the sidecar).
+struct ModelVariant {
+  std::filesystem::path file;  // absolute
+  std::string sha256;          // expected sha256 of `file`, lower-case hex
+  std::string description;
+};
+
+// Numeric precision of the network that runs. kInt8 uses the sidecar's "int8" variant, and
+// only on CPUs with VNNI (int8 dot-product instructions); elsewhere it falls back to fp32
+// with a warning, because without VNNI int8 kernels are no faster than fp32 ones.
+enum class Precision { kFp32, kInt8 };
+Result<Precision> ParsePrecision(const std::string& name);
+const char* PrecisionName(Precision precision);
+
 struct ModelSpec {
   std::string name;
   std::string description;
@@ -33,12 +48,13 @@ struct ModelSpec {
   std::string weights_source;
   std::string license;
   std::string input_name;
-  bool resizable = false;         // may the input size change (fully convolutional)?
-  PreprocessSpec preprocess;      // width/height = the model's native input size
+  bool resizable = false;     // may the input size change (fully convolutional)?
+  PreprocessSpec preprocess;  // width/height = the model's native input size
   std::string feature_layer;
   int feature_channels = 0;
   Pooling pooling = Pooling::kAvg;
-  double gflops_224 = 0.0;        // forward cost per image at 224x224, for benchmarks
+  double gflops_224 = 0.0;  // forward cost per image at 224x224, for benchmarks
+  std::map<std::string, ModelVariant> variants;  // by precision name ("int8")
 
   bool random_weights() const { return weights == "random"; }
 };

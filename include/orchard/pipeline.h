@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "orchard/featurizer.h"
 #include "orchard/model.h"
 #include "orchard/pca.h"
 #include "orchard/s3.h"
@@ -30,19 +31,21 @@ struct Progress {
 };
 
 struct PipelineOptions {
-  std::string input;                   // a local folder or s3://bucket/prefix
-  std::string output;                  // a local folder (created if needed) or s3://bucket/prefix
-  std::string model = "mobilenet_v2";  // preset name, or .onnx / .json path or s3:// URL
-  S3Options s3;                        // endpoint, region, credentials for s3:// locations
-  std::string backend = "opencv-dnn";
-  int size = 0;                    // square input size; 0 = the model's own
-  std::optional<Pooling> pooling;  // default: the model's
-  int64_t pca_components = 0;      // exactly one of these two; if neither, variance 0.95
+  std::string input;                  // a local folder or s3://bucket/prefix
+  std::string output;                 // a local folder (created if needed) or s3://bucket/prefix
+  std::string model = kDefaultModel;  // preset name, or .onnx / .json path or s3:// URL
+  S3Options s3;                       // endpoint, region, credentials for s3:// locations
+  std::string backend = kDefaultBackend;
+  Precision precision = Precision::kFp32;  // int8: see Precision in model.h
+  int size = 0;                            // square input size; 0 = the model's own
+  std::optional<Pooling> pooling;          // default: the model's
+  int64_t pca_components = 0;              // exactly one of these two; if neither, variance 0.95
   double pca_variance = 0.0;
   int64_t max_pca_dim = kDefaultMaxPcaDim;
   int batch = 16;
-  int threads = 0;    // 0 = all cores
-  int64_t limit = 0;  // 0 = all images
+  int threads = 0;        // cores for the whole run (decode and inference); 0 = all cores
+  int parallel_runs = 0;  // concurrent inference calls; 0 = ChooseInferenceLayout's choice
+  int64_t limit = 0;      // 0 = all images
   bool save_raw = false;
   uint64_t max_pixels = 89'478'485;
   std::string work_dir;  // for spill files; empty = the system temp folder

@@ -75,6 +75,8 @@ __all__ = [
     "list_models",
     "model_search_path",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_BACKEND",
+    "DEFAULT_MODEL",
 ]
 
 # Pillow's MAX_IMAGE_PIXELS, the core's default decompression-bomb guard.
@@ -84,6 +86,33 @@ DEFAULT_MAX_PIXELS = 89_478_485
 _PACKAGE_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 if os.path.isdir(_PACKAGE_MODELS):
     _orchard._add_model_search_dir(_PACKAGE_MODELS)
+
+
+
+def _onnxruntime_library() -> Optional[str]:
+    """libonnxruntime.so from the installed onnxruntime package (a dependency), found without
+    importing it: importing would load a second copy of ONNX Runtime into the process."""
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        found = sorted(glob.glob(os.path.join(folder, "capi", "libonnxruntime.so*")))
+        if found:
+            return found[-1]
+    return None
+
+
+# $ORCHARD_ONNXRUNTIME_LIB, when set, wins over the package's copy (the core reads it).
+if not os.environ.get("ORCHARD_ONNXRUNTIME_LIB"):
+    _ort_library = _onnxruntime_library()
+    if _ort_library:
+        _orchard._set_onnxruntime_library(_ort_library)
+
+DEFAULT_BACKEND: str = _orchard.DEFAULT_BACKEND
+DEFAULT_MODEL: str = _orchard.DEFAULT_MODEL
 
 ImageLike = Union[bytes, bytearray, memoryview, np.ndarray]
 
@@ -176,9 +205,10 @@ def run(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     s3_endpoint: Optional[str] = None,
     work_dir: str = "",
-    backend: str = "opencv-dnn",
+    backend: str = _orchard.DEFAULT_BACKEND,
     max_pca_dim: int = 8192,
     progress: Optional[Callable[[Dict[str, Any]], None]] = None,
+    precision: str = "fp32",
 ) -> Dict[str, Any]:
     """Runs the whole chain, as ``orchard run`` does, and returns its summary.
 
@@ -197,6 +227,7 @@ def run(
     summary = _orchard._run(
         input, output, model, size, pooling, pca_components, pca_variance, batch, threads,
         limit, save_raw, max_pixels, s3_endpoint, work_dir, backend, max_pca_dim, progress,
+        precision,
     )
     for message in summary["warnings"]:
         warnings.warn(message, RuntimeWarning, stacklevel=2)

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <thread>
 
+#include "orchard/cpu.h"
 #include "orchard/preprocess.h"
 
 namespace orchard {
@@ -20,10 +21,42 @@ std::string RandomWeightsWarning(const ModelSpec& spec) {
          "checks. Put the ImageNet weights in the torch cache and run scripts/export-models again.";
 }
 
+InferenceLayout ChooseInferenceLayout(const std::string& backend, int threads, int requested_runs) {
+  threads = std::max(1, threads);
+  if (backend != "onnxruntime") return {1, threads};
+  const int runs = requested_runs > 0 ? std::min(requested_runs, threads) : threads;
+  return {runs, std::max(1, threads / runs)};
+}
+
+PrecisionChoice ChoosePrecision(Precision requested, const ModelSpec& spec, bool cpu_has_vnni) {
+  if (requested == Precision::kFp32) return {};
+  const char* name = PrecisionName(requested);
+  if (spec.variants.find(name) == spec.variants.end()) {
+    return {Precision::kFp32, "model '" + spec.name + "' has no " + name +
+                                  " variant in its sidecar: running fp32 (scripts/models/"
+                                  "quantize.py makes one)"};
+  }
+  if (!cpu_has_vnni) {
+    return {Precision::kFp32, std::string(name) +
+                                  " needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX), which "
+                                  "this one lacks: running fp32, which is as fast here"};
+  }
+  return {requested, ""};
+}
+
 Result<LoadedModel> LoadModel(const FeaturizerOptions& options) {
   LoadedModel loaded;
   ORCHARD_ASSIGN_OR_RETURN(loaded.spec, ResolveModel(options.model, ModelSearchPath()));
-  const ModelSpec& spec = loaded.spec;
+  ModelSpec& spec = loaded.spec;
+  const PrecisionChoice choice =
+      ChoosePrecision(options.precision, spec, DetectCpuFeatures().has_vnni());
+  loaded.precision = choice.precision;
+  if (!choice.warning.empty()) loaded.warnings.push_back(choice.warning);
+  if (choice.precision != Precision::kFp32) {
+    const ModelVariant& variant = spec.variants.at(PrecisionName(choice.precision));
+    spec.file = variant.file;
+    spec.sha256 = variant.sha256;
+  }
   if (!spec.sha256.empty()) {
     ORCHARD_ASSIGN_OR_RETURN(std::string sha, Sha256File(spec.file));
     if (sha != spec.sha256) {
@@ -31,16 +64,38 @@ Result<LoadedModel> LoadModel(const FeaturizerOptions& options) {
                                  " but its sidecar says " + spec.sha256 + " (re-export the model)");
     }
   }
+  loaded.layout = ChooseInferenceLayout(options.backend, EffectiveThreads(options.threads),
+                                        options.parallel_runs);
   ExtractorOptions& e = loaded.extractor_options;
   e.width = options.size > 0 ? options.size : spec.preprocess.width;
   e.height = options.size > 0 ? options.size : spec.preprocess.height;
   e.pooling = options.pooling.value_or(spec.pooling);
-  e.threads = EffectiveThreads(options.threads);
+  e.threads = loaded.layout.threads_per_run;
   loaded.preprocess = spec.preprocess;
   loaded.preprocess.width = e.width;
   loaded.preprocess.height = e.height;
   ORCHARD_ASSIGN_OR_RETURN(loaded.extractor, CreateExtractor(options.backend, spec, e));
   return loaded;
+}
+
+Status ExtractWithLayout(const LoadedModel& model, int n, const float* batch, float* out) {
+  const int chunks = std::clamp(model.layout.runs, 1, std::max(n, 1));
+  if (chunks == 1) return model.extractor->Extract(n, batch, out);
+  const size_t elements = TensorElements(model.preprocess);
+  const auto dim = static_cast<size_t>(model.extractor->dim());
+  std::vector<Status> status(static_cast<size_t>(chunks));
+  auto run_chunk = [&](int c) {
+    const int begin = n * c / chunks, end = n * (c + 1) / chunks;
+    status[static_cast<size_t>(c)] =
+        model.extractor->Extract(end - begin, batch + elements * static_cast<size_t>(begin),
+                                 out + dim * static_cast<size_t>(begin));
+  };
+  std::vector<std::thread> threads;
+  for (int c = 1; c < chunks; ++c) threads.emplace_back(run_chunk, c);
+  run_chunk(0);
+  for (auto& t : threads) t.join();
+  for (const Status& s : status) ORCHARD_RETURN_NOT_OK(s);
+  return Status::OK();
 }
 
 Result<std::unique_ptr<Featurizer>> Featurizer::Create(const FeaturizerOptions& options) {
@@ -91,7 +146,7 @@ Result<FeaturizeResult> Featurizer::Featurize(const std::vector<std::span<const 
   result.features.resize(good * static_cast<size_t>(dim()));
   if (good > 0) {
     Status extracted =
-        model_.extractor->Extract(static_cast<int>(good), tensor.data(), result.features.data());
+        ExtractWithLayout(model_, static_cast<int>(good), tensor.data(), result.features.data());
     if (!extracted.ok()) {
       for (int64_t i : result.indices) result.errors.push_back({i, "extract", extracted.message()});
       std::sort(result.errors.begin(), result.errors.end(),

@@ -22,7 +22,8 @@ template <typename T>
 Result<T> Required(const json& object, const std::string& key, const fs::path& file) {
   const auto it = object.find(key);
   if (it == object.end()) {
-    return Status::InvalidArgument("model sidecar " + file.string() + ": missing key '" + key + "'");
+    return Status::InvalidArgument("model sidecar " + file.string() + ": missing key '" + key +
+                                   "'");
   }
   try {
     return it->get<T>();
@@ -99,11 +100,24 @@ Result<Pooling> ParsePooling(const std::string& name) {
 
 const char* PoolingName(Pooling pooling) {
   switch (pooling) {
-    case Pooling::kFlatten: return "flatten";
-    case Pooling::kAvg: return "avg";
-    case Pooling::kMax: return "max";
+    case Pooling::kFlatten:
+      return "flatten";
+    case Pooling::kAvg:
+      return "avg";
+    case Pooling::kMax:
+      return "max";
   }
   return "unknown";
+}
+
+Result<Precision> ParsePrecision(const std::string& name) {
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "int8") return Precision::kInt8;
+  return Status::InvalidArgument("unknown precision '" + name + "' (expected fp32 or int8)");
+}
+
+const char* PrecisionName(Precision precision) {
+  return precision == Precision::kInt8 ? "int8" : "fp32";
 }
 
 Result<ModelSpec> LoadModelSpec(const fs::path& sidecar) {
@@ -113,8 +127,8 @@ Result<ModelSpec> LoadModelSpec(const fs::path& sidecar) {
   try {
     j = json::parse(in);
   } catch (const json::exception& e) {
-    return Status::InvalidArgument("model sidecar " + sidecar.string() + " is not valid JSON: " +
-                                   e.what());
+    return Status::InvalidArgument("model sidecar " + sidecar.string() +
+                                   " is not valid JSON: " + e.what());
   }
   if (!j.is_object()) {
     return Status::InvalidArgument("model sidecar " + sidecar.string() + " is not a JSON object");
@@ -141,8 +155,24 @@ Result<ModelSpec> LoadModelSpec(const fs::path& sidecar) {
   ORCHARD_ASSIGN_OR_RETURN(auto feature, Required<json>(j, "feature", sidecar));
   ORCHARD_ASSIGN_OR_RETURN(spec.feature_layer, Required<std::string>(feature, "layer", sidecar));
   spec.feature_channels = Optional<int>(feature, "channels", 0);
-  ORCHARD_ASSIGN_OR_RETURN(spec.pooling, ParsePooling(Optional<std::string>(feature, "pooling", "avg")));
+  ORCHARD_ASSIGN_OR_RETURN(spec.pooling,
+                           ParsePooling(Optional<std::string>(feature, "pooling", "avg")));
   spec.gflops_224 = Optional<double>(j, "gflops_224", 0.0);
+  const json variants = Optional<json>(j, "variants", json::object());
+  if (!variants.is_object()) {
+    return Status::InvalidArgument("model sidecar " + sidecar.string() +
+                                   ": 'variants' must be an object");
+  }
+  for (const auto& [precision, entry] : variants.items()) {
+    ORCHARD_RETURN_NOT_OK(ParsePrecision(precision).status());
+    ORCHARD_ASSIGN_OR_RETURN(auto variant_file, Required<std::string>(entry, "file", sidecar));
+    ModelVariant variant;
+    variant.file = fs::path(variant_file).is_absolute() ? fs::path(variant_file)
+                                                        : spec.sidecar.parent_path() / variant_file;
+    variant.sha256 = Optional<std::string>(entry, "sha256", "");
+    variant.description = Optional<std::string>(entry, "description", "");
+    spec.variants.emplace(precision, std::move(variant));
+  }
   return spec;
 }
 
@@ -174,7 +204,8 @@ void AddModelSearchDir(const fs::path& dir) {
   dirs.insert(dirs.begin(), dir);
 }
 
-Result<ModelSpec> ResolveModel(const std::string& name_or_path, const std::vector<fs::path>& search_path) {
+Result<ModelSpec> ResolveModel(const std::string& name_or_path,
+                               const std::vector<fs::path>& search_path) {
   const fs::path path(name_or_path);
   std::error_code ec;
   if (path.extension() == ".json") return LoadModelSpec(path);
@@ -182,7 +213,8 @@ Result<ModelSpec> ResolveModel(const std::string& name_or_path, const std::vecto
     fs::path sidecar = path;
     sidecar.replace_extension(".json");
     if (!fs::exists(sidecar, ec)) {
-      return Status::NotFound("ONNX model " + path.string() + " has no sidecar " + sidecar.string() +
+      return Status::NotFound("ONNX model " + path.string() + " has no sidecar " +
+                              sidecar.string() +
                               " (it declares input size, preprocessing and feature layer; see "
                               "docs/models.md)");
     }
@@ -199,9 +231,10 @@ Result<ModelSpec> ResolveModel(const std::string& name_or_path, const std::vecto
     }
   }
   std::string names;
-  for (const ModelSpec& spec : ListModels(search_path)) names += (names.empty() ? "" : ", ") + spec.name;
-  return Status::NotFound("unknown model '" + name_or_path + "' (available: " +
-                          (names.empty() ? "none" : names) +
+  for (const ModelSpec& spec : ListModels(search_path))
+    names += (names.empty() ? "" : ", ") + spec.name;
+  return Status::NotFound("unknown model '" + name_or_path +
+                          "' (available: " + (names.empty() ? "none" : names) +
                           "; or pass the path of an .onnx file with its .json sidecar)");
 }
 

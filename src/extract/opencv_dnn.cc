@@ -1,5 +1,6 @@
 #include "extract/opencv_dnn.h"
 
+#include <mutex>
 #include <opencv2/core.hpp>
 #include <opencv2/dnn.hpp>
 
@@ -38,6 +39,8 @@ class OpenCvDnnExtractor : public FeatureExtractor {
 
   Status Extract(int n, const float* batch, float* out) override {
     if (n <= 0) return Status::OK();
+    // cv::dnn::Net keeps per-forward state in itself: calls take turns.
+    std::lock_guard lock(mutex_);
     cv::Mat features;
     ORCHARD_RETURN_NOT_OK(Forward(n, batch, &features));
     const int c = shape_[0];
@@ -64,6 +67,7 @@ class OpenCvDnnExtractor : public FeatureExtractor {
     return Status::OK();
   }
 
+  std::mutex mutex_;
   cv::dnn::Net net_;
   std::string layer_;
   Pooling pooling_;

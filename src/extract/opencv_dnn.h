@@ -1,4 +1,5 @@
-// The "opencv-dnn" backend: OpenCV's DNN module running an ONNX graph on the CPU.
+// The "opencv-dnn" backend: OpenCV's DNN module running an ONNX graph on the CPU. Kept as
+// the fallback where ONNX Runtime is not installed; Extract() calls are serialised.
 #pragma once
 
 #include <memory>

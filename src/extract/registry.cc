@@ -2,6 +2,7 @@
 #include <map>
 #include <mutex>
 
+#include "extract/onnx_runtime.h"
 #include "extract/opencv_dnn.h"
 #include "orchard/extractor.h"
 
@@ -18,6 +19,7 @@ struct Registry {
 Registry& GetRegistry() {
   static Registry* registry = [] {
     auto* r = new Registry;
+    r->factories.emplace("onnxruntime", &CreateOnnxRuntimeExtractor);
     r->factories.emplace("opencv-dnn", &CreateOpenCvDnnExtractor);
     return r;
   }();

@@ -5,6 +5,9 @@
 #include <opencv2/core.hpp>
 #include <opencv2/core/utility.hpp>
 
+#include "extract/onnx_runtime_library.h"
+#include "orchard/cpu.h"
+
 namespace orchard {
 
 using nlohmann::json;
@@ -18,6 +21,8 @@ json OptionsJson(const PipelineOptions& o, int threads) {
       {"output", o.output},
       {"model", o.model},
       {"backend", o.backend},
+      {"precision", PrecisionName(o.precision)},
+      {"parallel_runs", o.parallel_runs},
       {"size", o.size},
       {"pooling", o.pooling ? json(PoolingName(*o.pooling)) : json(nullptr)},
       {"pca_components", o.pca_components},
@@ -33,15 +38,31 @@ json OptionsJson(const PipelineOptions& o, int threads) {
 }  // namespace
 
 json BuildInfoJson() {
-  __builtin_cpu_init();
-  json cpu = json::array();
-  if (__builtin_cpu_supports("avx2")) cpu.push_back("avx2");
-  if (__builtin_cpu_supports("fma")) cpu.push_back("fma");
-  if (__builtin_cpu_supports("avx512f")) cpu.push_back("avx512f");
-  return {
-      {"orchard", ORCHARD_VERSION}, {"opencv", CV_VERSION}, {"openblas", openblas_get_config()},
-      {"compiler", __VERSION__},    {"cpu_features", cpu},  {"cores", cv::getNumberOfCPUs()},
+  json info = {
+      {"orchard", ORCHARD_VERSION},        {"opencv", CV_VERSION},
+      {"openblas", openblas_get_config()}, {"openblas_kernel", openblas_get_corename()},
+      {"compiler", __VERSION__},           {"cpu_features", DetectCpuFeatures().names()},
+      {"cores", cv::getNumberOfCPUs()},
   };
+  // Only when a run already loaded it: asking must not load a 35 MB library.
+  if (const OnnxRuntime* ort = LoadedOnnxRuntime(); ort != nullptr) {
+    info["onnxruntime"] = ort->version;
+    info["onnxruntime_library"] = ort->library_path;
+  }
+  return info;
+}
+
+void ManifestBuilder::SetInference(const LoadedModel& model) {
+  model_["file"] = model.spec.file.filename().string();
+  model_["sha256"] = model.spec.sha256;
+  model_["precision"] = PrecisionName(model.precision);
+  // How the cores were shared changes speed, not numbers: in the manifest, not in pca.json.
+  manifest_["inference"] = {{"runs", model.layout.runs},
+                            {"threads_per_run", model.layout.threads_per_run}};
+  for (const std::string& warning : model.warnings) {
+    if (!manifest_.contains("warnings")) manifest_["warnings"] = json::array();
+    manifest_["warnings"].push_back(warning);
+  }
 }
 
 ManifestBuilder::ManifestBuilder(const PipelineOptions& options, const ModelSpec& spec,

@@ -7,13 +7,15 @@
 #include <vector>
 
 #include "orchard/extractor.h"
+#include "orchard/featurizer.h"
 #include "orchard/pca.h"
 #include "orchard/pipeline.h"
 
 namespace orchard {
 
-// Seconds per stage. read/decode/preprocess are summed over the decode threads (CPU time
-// spent), the others are wall time of the stage.
+// Seconds per stage. read/decode/preprocess are summed over the worker threads (CPU time
+// spent), extract over the concurrent inference runs (so images / extract * runs is the
+// network's own throughput); the others are wall time of the stage.
 struct StageTimes {
   double list = 0, model_load = 0, read = 0, decode = 0, preprocess = 0, extract = 0,
          pca_accumulate = 0, pca_fit = 0, write = 0, total = 0;
@@ -21,12 +23,15 @@ struct StageTimes {
     read += other.read;
     decode += other.decode;
     preprocess += other.preprocess;
+    extract += other.extract;
   }
 };
 
 class ManifestBuilder {
  public:
   ManifestBuilder(const PipelineOptions& options, const ModelSpec& spec, int threads);
+  // Backend, precision that runs, and how the cores are shared by inference.
+  void SetInference(const LoadedModel& model);
   void SetModelLoaded(int64_t dim, const std::vector<int>& feature_shape,
                       const ExtractorOptions& extractor, double seconds);
   void SetCounts(int64_t listed, int64_t processed, int64_t failed);

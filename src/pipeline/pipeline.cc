@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -52,13 +53,60 @@ struct ItemOutcome {
   std::string message;
 };
 
-// A unit after reading, decoding and preprocessing: the tensor holds the good images only.
+// A unit after reading, decoding and preprocessing, then inference: the tensor holds the
+// good images only, and is replaced by their descriptors once extracted.
 struct PreparedBatch {
   int64_t seq = 0;
   std::vector<ItemOutcome> outcomes;
   int good = 0;
   std::vector<float> tensor;
+  std::vector<float> features;  // good x dim, after Extract
   StageTimes times;
+};
+
+// Runs a prepared batch through the model, at most `runs` batches at once across the
+// workers. A failing forward pass fails its images, not the run: they go to errors.csv.
+class Inference {
+ public:
+  Inference(const LoadedModel& model, int runs) : model_(model), slots_(runs) {}
+
+  void Extract(PreparedBatch& batch) {
+    if (batch.good == 0) return;
+    batch.features.resize(static_cast<size_t>(batch.good) *
+                          static_cast<size_t>(model_.extractor->dim()));
+    Status status;
+    {
+      std::unique_lock lock(mutex_);
+      free_.wait(lock, [&] { return slots_ > 0; });
+      --slots_;
+    }
+    const auto start = Clock::now();
+    try {
+      status = model_.extractor->Extract(batch.good, batch.tensor.data(), batch.features.data());
+    } catch (const std::exception& e) {  // a backend bug must not end the process
+      status = Status::Internal(std::string("inference threw: ") + e.what());
+    }
+    batch.times.extract += SecondsSince(start);
+    {
+      std::lock_guard lock(mutex_);
+      ++slots_;
+    }
+    free_.notify_one();
+    batch.tensor = {};  // the descriptors are all that travels on
+    if (!status.ok()) {
+      for (ItemOutcome& o : batch.outcomes) {
+        if (o.ok) o = {o.key, false, "extract", status.message()};
+      }
+      batch.good = 0;
+      batch.features.clear();
+    }
+  }
+
+ private:
+  const LoadedModel& model_;
+  std::mutex mutex_;
+  std::condition_variable free_;
+  int slots_;
 };
 
 // A stop signal shared by the stages, holding the first fatal error.
@@ -219,6 +267,8 @@ Status ValidatePipelineOptions(const PipelineOptions& options) {
     return Status::InvalidArgument("--batch must be in 1..4096");
   if (options.threads < 0 || options.threads > 1024)
     return Status::InvalidArgument("--threads must be in 0..1024");
+  if (options.parallel_runs < 0 || options.parallel_runs > 1024)
+    return Status::InvalidArgument("--parallel-runs must be in 0..1024");
   if (options.size < 0 || options.size > 4096)
     return Status::InvalidArgument("--size must be in 1..4096");
   if (options.limit < 0) return Status::InvalidArgument("--limit must be positive");
@@ -248,16 +298,20 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   FeaturizerOptions model_options;
   ORCHARD_ASSIGN_OR_RETURN(model_options.model, locations->LocalModel(options.model));
   model_options.backend = options.backend;
+  model_options.precision = options.precision;
   model_options.size = options.size;
   model_options.pooling = options.pooling;
   model_options.threads = threads;
+  model_options.parallel_runs = options.parallel_runs;
   auto setup_start = Clock::now();
   ORCHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_options));
   const ModelSpec& spec = loaded.spec;
   const PreprocessSpec& preprocess = loaded.preprocess;
   FeatureExtractor* extractor = loaded.extractor.get();
   ManifestBuilder manifest(options, spec, threads);
+  manifest.SetInference(loaded);
   if (spec.random_weights()) warn(RandomWeightsWarning(spec));
+  for (const std::string& warning : loaded.warnings) warn(warning);
   const int64_t dim = extractor->dim();
   ORCHARD_ASSIGN_OR_RETURN(PcaAccumulator accumulator,
                            PcaAccumulator::Create(dim, options.max_pca_dim));
@@ -293,6 +347,7 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   BoundedQueue<PreparedBatch> prepared(static_cast<size_t>(threads + 1),
                                        std::max(batch_bytes * 2, size_t{64} << 20));
   Preparer preparer(storage, preprocess, decode_options);
+  Inference inference(loaded, loaded.layout.runs);
 
   std::thread dispatcher(Dispatch, work->path() / "listing", options.batch, std::ref(units),
                          std::ref(state));
@@ -302,7 +357,8 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
       while (auto unit = units.Pop()) {
         if (state.stopped()) break;
         PreparedBatch batch = preparer.Prepare(std::move(*unit));
-        const size_t bytes = batch.tensor.size() * sizeof(float);
+        inference.Extract(batch);
+        const size_t bytes = batch.features.size() * sizeof(float);
         if (!prepared.Push(std::move(batch), bytes)) break;
       }
     });
@@ -316,26 +372,13 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   int64_t processed = 0, failed = 0;
   std::map<int64_t, PreparedBatch> pending;  // bounded by the units in flight
   int64_t next_seq = 0;
-  std::vector<float> features;
   auto consume = [&](PreparedBatch& batch) -> Status {
     manifest.times().Add(batch.times);
     if (batch.good > 0) {
-      features.resize(static_cast<size_t>(batch.good) * static_cast<size_t>(dim));
-      auto start = Clock::now();
-      Status extracted = extractor->Extract(batch.good, batch.tensor.data(), features.data());
-      manifest.times().extract += SecondsSince(start);
-      if (!extracted.ok()) {
-        // A failing forward pass fails its images, not the run: they go to errors.csv.
-        for (ItemOutcome& o : batch.outcomes) {
-          if (o.ok) o = {o.key, false, "extract", extracted.message()};
-        }
-        batch.good = 0;
-      } else {
-        start = Clock::now();
-        ORCHARD_RETURN_NOT_OK(accumulator.Accumulate(batch.good, features.data()));
-        manifest.times().pca_accumulate += SecondsSince(start);
-        ORCHARD_RETURN_NOT_OK(raw_spill->Append(batch.good, features.data()));
-      }
+      const auto start = Clock::now();
+      ORCHARD_RETURN_NOT_OK(accumulator.Accumulate(batch.good, batch.features.data()));
+      manifest.times().pca_accumulate += SecondsSince(start);
+      ORCHARD_RETURN_NOT_OK(raw_spill->Append(batch.good, batch.features.data()));
     }
     for (const ItemOutcome& o : batch.outcomes) {
       if (o.ok) {

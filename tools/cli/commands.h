@@ -11,6 +11,7 @@ namespace orchard::cli {
 // Flags of 'orchard run' that are not PipelineOptions themselves.
 struct RunFlags {
   std::string pooling;
+  std::string precision = "fp32";
   std::string s3_endpoint;
   bool fail_on_error = false;
   bool quiet = false;

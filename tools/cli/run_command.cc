@@ -24,7 +24,15 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags) {
   run.add_option(
       "--s3-endpoint", flags.s3_endpoint,
       "S3-compatible endpoint, e.g. http://127.0.0.1:8333 (default: $AWS_ENDPOINT_URL, else AWS)");
-  run.add_option("--backend", options.backend, "Inference backend")->capture_default_str();
+  run.add_option("--backend", options.backend,
+                 "Inference backend: onnxruntime (ONNX Runtime, the fast one) or opencv-dnn")
+      ->capture_default_str()
+      ->check(CLI::IsMember(ExtractorBackendNames()));
+  run.add_option("--precision", flags.precision,
+                 "fp32, or int8 (the model's quantized variant; used only on CPUs with VNNI, "
+                 "fp32 elsewhere with a warning)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "int8"}));
   run.add_option("--size", options.size,
                  "Square input resolution, e.g. 100 or 224 (default: the model's)")
       ->check(CLI::Range(1, 4096));
@@ -41,7 +49,13 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags) {
   run.add_option("--batch", options.batch, "Images per inference batch")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
-  run.add_option("--threads", options.threads, "Threads for decoding and inference (0 = all cores)")
+  run.add_option("--threads", options.threads,
+                 "Cores the run uses, for decoding and inference together (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  run.add_option("--parallel-runs", options.parallel_runs,
+                 "Inference calls at once, sharing --threads (0 = auto: one per core with "
+                 "onnxruntime, 1 with opencv-dnn)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   run.add_option("--limit", options.limit, "Process only the first N images (0 = all)")
@@ -88,6 +102,12 @@ int RunCommand(PipelineOptions& options, const RunFlags& flags) {
     }
     options.pooling = *pooling;
   }
+  auto precision = ParsePrecision(flags.precision);
+  if (!precision.ok()) {
+    std::fprintf(stderr, "orchard: %s\n", precision.status().message().c_str());
+    return 2;
+  }
+  options.precision = *precision;
   if (Status valid = ValidatePipelineOptions(options); !valid.ok()) {
     std::fprintf(stderr, "orchard: %s (see orchard run --help)\n", valid.message().c_str());
     return 2;

@@ -77,7 +77,7 @@ class ModelOptions:
     pooling: str | None = None
     threads: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS
-    backend: str = "opencv-dnn"
+    backend: str = orchard.DEFAULT_BACKEND
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (self.model, self.size, self.pooling, self.threads, self.max_pixels, self.backend)
@@ -424,7 +424,7 @@ def run(input: str, output: str, *, spark: SparkSession | None = None,
         model: str = "mobilenet_v2", size: int = 0, pooling: str | None = None,
         pca_components: int = 0, pca_variance: float = 0.0, batch: int = 16, threads: int = 1,
         limit: int = 0, save_raw: bool = False, s3_endpoint: str | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS, backend: str = "opencv-dnn",
+        max_pixels: int = DEFAULT_MAX_PIXELS, backend: str = orchard.DEFAULT_BACKEND,
         max_pca_dim: int = 8192, source: str = "orchard", num_partitions: int | None = None,
         read_threads: int = 8, parquet: bool = True, work_dir: str | None = None
         ) -> dict[str, Any]:
