@@ -40,7 +40,7 @@ json OptionsJson(const PipelineOptions& o, int threads) {
 json BuildInfoJson() {
   json info = {
       {"orchard", ORCHARD_VERSION},        {"opencv", CV_VERSION},
-      {"openblas", openblas_get_config()}, {"openblas_kernel", openblas_get_corename()},
+      {"openblas", openblas_get_config()}, {"openblas_kernel", InspectBlasKernel().picked},
       {"compiler", __VERSION__},           {"cpu_features", DetectCpuFeatures().names()},
       {"cores", cv::getNumberOfCPUs()},
   };

@@ -4,7 +4,11 @@
 #include <cpuid.h>
 #endif
 
+#include <cblas.h>
+#include <strings.h>
+
 #include <cstdint>
+#include <cstdlib>
 
 namespace orchard {
 namespace {
@@ -31,6 +35,8 @@ CpuFeatures Detect() {
   __cpuid_count(7, 0, eax, ebx, ecx, edx);
   f.avx2 = os_avx && ((ebx >> 5) & 1);
   f.avx512f = os_avx512 && ((ebx >> 16) & 1);
+  constexpr unsigned kSkx = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);
+  f.avx512_skx = os_avx512 && (ebx & kSkx) == kSkx;
   f.avx512_vnni = os_avx512 && ((ecx >> 11) & 1);
   f.amx = os_amx && ((edx >> 25) & 1);  // AMX-INT8
   const unsigned max_subleaf = eax;
@@ -62,6 +68,21 @@ std::vector<std::string> CpuFeatures::names() const {
 const CpuFeatures& DetectCpuFeatures() {
   static const CpuFeatures features = Detect();
   return features;
+}
+
+BlasKernel InspectBlasKernel() {
+  BlasKernel kernel;
+  const char* name = openblas_get_corename();
+  kernel.picked = name != nullptr ? name : "";
+  const char* env = std::getenv("OPENBLAS_CORETYPE");
+  kernel.overridden = env != nullptr && *env != '\0';
+  const CpuFeatures& cpu = DetectCpuFeatures();
+  if (!cpu.avx512_skx) return kernel;  // AVX2 CPUs: every OpenBLAS since 0.3.10 knows them
+  for (const char* avx512 : {"SkylakeX", "Cooperlake", "SapphireRapids"}) {
+    if (strcasecmp(kernel.picked.c_str(), avx512) == 0) return kernel;
+  }
+  kernel.better = "SkylakeX";  // sgemm/dgemm kernels are the same in its successors
+  return kernel;
 }
 
 }  // namespace orchard

@@ -24,5 +24,18 @@ TEST(CpuFeatures, AgreesWithTheCompilersDetection) {
   EXPECT_EQ(&DetectCpuFeatures(), &f);  // detected once
 }
 
+// The BLAS kernel is reported, and a better one is only proposed for AVX-512 CPUs that
+// OpenBLAS put on a non-AVX-512 kernel.
+TEST(BlasKernel, ProposesAvx512KernelsOnlyWhereTheyRun) {
+  const BlasKernel kernel = InspectBlasKernel();
+  EXPECT_FALSE(kernel.picked.empty());
+  if (!DetectCpuFeatures().avx512_skx) {
+    EXPECT_TRUE(kernel.better.empty()) << kernel.better;
+  }
+  if (!kernel.better.empty()) {
+    EXPECT_EQ(kernel.better, "SkylakeX");
+  }
+}
+
 }  // namespace
 }  // namespace orchard

@@ -6,9 +6,11 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
+#include "orchard/cpu.h"
 #include "orchard/pipeline.h"
 
 namespace {
@@ -17,9 +19,23 @@ std::atomic<bool> g_cancel{false};
 
 void OnSignal(int) { g_cancel.store(true); }
 
+// OpenBLAS chooses its kernels once, when it is loaded, from OPENBLAS_CORETYPE or its table
+// of known CPUs. On a CPU newer than that table it runs older (AVX2) kernels at about half
+// the speed, which the PCA accumulation would pay. Then the process starts itself again with
+// the right OPENBLAS_CORETYPE, once: a coretype the user set is never replaced, and the
+// restarted process sees it set.
+void RestartWithBetterBlasKernels(char** argv) {
+  const orchard::BlasKernel kernel = orchard::InspectBlasKernel();
+  if (kernel.overridden || kernel.better.empty()) return;
+  if (setenv("OPENBLAS_CORETYPE", kernel.better.c_str(), 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  unsetenv("OPENBLAS_CORETYPE");  // exec failed: carry on with the kernels we have
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  RestartWithBetterBlasKernels(argv);
   CLI::App app{
       "orchard: image collection -> CNN descriptors -> exact PCA -> feature matrix.\n"
       "Typical run: orchard run --input ~/fruits/Training --output out/ --pca-variance 0.95"};
