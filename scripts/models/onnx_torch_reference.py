@@ -9,7 +9,8 @@ default, for a tight reference) or float32, and returns the requested tensors by
 Supported ops (what our converters and torch.onnx.export of VGG16/ResNet50 emit): Conv
 (groups, dilations, strides; explicit, VALID, SAME_UPPER or SAME_LOWER pads), Clip
 (attribute or input min/max), Relu, Add, GlobalAveragePool, Flatten, Gemm, Softmax, MaxPool,
-BatchNormalization and Identity. Anything else raises NotImplementedError: the reference must never guess.
+BatchNormalization and Identity. Anything else raises NotImplementedError: the reference
+must never guess.
 """
 
 from __future__ import annotations

@@ -87,6 +87,32 @@ def opencv_forward(onnx_path: Path, blob: np.ndarray, outputs: list[str]) -> dic
     return dict(zip(outputs, net.forward(outputs)))
 
 
+def tflite_forward(images: list[np.ndarray], tensor_prefix: str) -> tuple[np.ndarray, list[int]]:
+    """Runs the uint8 TFLite MobileNetV2 on uint8 RGB images of one size (the input is resized
+    to it) and returns the dequantized tensor whose name starts with `tensor_prefix`, stacked
+    (float64, TFLite's NHWC layout), and each image's top-1 class. Skips without tflite-runtime."""
+    interpreter_module = pytest.importorskip("tflite_runtime.interpreter")
+    interpreter = interpreter_module.Interpreter(
+        str(MOBILENET_TFLITE), experimental_preserve_all_tensors=True
+    )
+    input_index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(input_index, [1, *images[0].shape])
+    interpreter.allocate_tensors()
+    tensor = next(
+        t for t in interpreter.get_tensor_details() if t["name"].startswith(tensor_prefix)
+    )
+    scale, zero = tensor["quantization"]
+    values, top1 = [], []
+    for image in images:
+        interpreter.set_tensor(input_index, image[None])
+        interpreter.invoke()
+        quantized = interpreter.get_tensor(tensor["index"])[0].astype(np.float64)
+        values.append(scale * (quantized - zero))
+        scores = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+        top1.append(int(np.argmax(scores)))
+    return np.stack(values), top1
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -186,27 +212,11 @@ def test_mobilenet_runs_at_other_sizes(
 
 def test_mobilenet_matches_quantized_tflite(descriptor_paths: list[Path]) -> None:
     """Our float descriptor vs the uint8 TFLite AvgPool tensor: same network, up to quantization."""
-    interpreter_module = pytest.importorskip("tflite_runtime.interpreter")
-    interpreter = interpreter_module.Interpreter(
-        str(MOBILENET_TFLITE), experimental_preserve_all_tensors=True
-    )
-    interpreter.allocate_tensors()
-    pool = next(
-        t for t in interpreter.get_tensor_details() if t["name"] == "MobilenetV2/Logits/AvgPool"
-    )
-    pool_scale, pool_zero = pool["quantization"]
     images = [load_rgb(path, 224) for path in descriptor_paths]
-    tflite_descriptors, tflite_top1 = [], []
-    for image in images:
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
-        interpreter.invoke()
-        quantized = interpreter.get_tensor(pool["index"]).reshape(-1).astype(np.float64)
-        tflite_descriptors.append(pool_scale * (quantized - pool_zero))
-        scores = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
-        tflite_top1.append(int(np.argmax(scores)))
+    pooled, tflite_top1 = tflite_forward(images, "MobilenetV2/Logits/AvgPool")
     ours = opencv_forward(MOBILENET_ONNX, mobilenet_blob(images), ["feature_map", "logits"])
     descriptors = ours["feature_map"].mean(axis=(2, 3))
-    assert min(row_cosines(descriptors, np.stack(tflite_descriptors))) >= 0.99
+    assert min(row_cosines(descriptors, pooled.reshape(len(images), -1))) >= 0.99
     # The three README images have confident answers: top-1 must agree with TFLite exactly.
     assert list(ours["logits"][:3].argmax(axis=1)) == tflite_top1[:3]
 
@@ -218,26 +228,10 @@ def test_mobilenet_feature_map_matches_tflite_at_a_size_not_a_multiple_of_32(
     as TFLite does and gives TFLite's 7x7 map (pads fixed for 224 would give 6x6). The
     uint8 model's last feature map (before its fixed 7x7 AvgPool, which needs >= 193 px)
     is compared position by position, as closely as at 224."""
-    interpreter_module = pytest.importorskip("tflite_runtime.interpreter")
-    images = {size: [load_rgb(path, size) for path in descriptor_paths] for size in (200, 224)}
     cosines = {}
-    for size, batch in images.items():
-        interpreter = interpreter_module.Interpreter(
-            str(MOBILENET_TFLITE), experimental_preserve_all_tensors=True
-        )
-        input_index = interpreter.get_input_details()[0]["index"]
-        interpreter.resize_tensor_input(input_index, [1, size, size, 3])
-        interpreter.allocate_tensors()
-        last = next(t for t in interpreter.get_tensor_details()
-                    if t["name"].startswith("MobilenetV2/Conv_1/Relu6"))
-        scale, zero = last["quantization"]
-        maps = []
-        for image in batch:
-            interpreter.set_tensor(input_index, image[None])
-            interpreter.invoke()
-            quantized = interpreter.get_tensor(last["index"])[0].astype(np.float64)
-            maps.append((scale * (quantized - zero)).transpose(2, 0, 1))  # HWC -> CHW
-        tflite_maps = np.stack(maps)
+    for size in (200, 224):
+        batch = [load_rgb(path, size) for path in descriptor_paths]
+        tflite_maps = tflite_forward(batch, "MobilenetV2/Conv_1/Relu6")[0].transpose(0, 3, 1, 2)
         ours = opencv_forward(MOBILENET_ONNX, mobilenet_blob(batch), ["feature_map"])
         side = -(-size // 32)
         assert ours["feature_map"].shape == tflite_maps.shape == (len(batch), 1280, side, side)
