@@ -642,7 +642,17 @@ def main() -> None:
     if not args.no_verify:
         check_loads_in_opencv(onnx_path, ["feature_map", "logits", "probabilities"], [224, 100])
     sidecar = build_sidecar(preset, graph, onnx_path, args.tflite, model)
-    write_sidecar(sidecar, args.output_dir / f"{preset['name']}.json")
+    sidecar_path = args.output_dir / f"{preset['name']}.json"
+    # Variants (the int8 model of scripts/models/quantize.py) are made from this float file:
+    # kept while it is unchanged, dropped with a word when it changed.
+    if sidecar_path.exists():
+        previous = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        if "variants" in previous and previous.get("sha256") == sidecar["sha256"]:
+            sidecar["variants"] = previous["variants"]
+        elif "variants" in previous:
+            print(f"{sidecar_path.name}: the float model changed, so its variants were dropped: "
+                  "run scripts/models/quantize.py again")
+    write_sidecar(sidecar, sidecar_path)
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes, {sidecar['gflops_224']} GFLOP)")
     print(f"sha256 {onnx_sha}  {onnx_path.name}")
 

@@ -250,14 +250,25 @@ def test_conversion_is_byte_deterministic(tmp_path: Path) -> None:
         capture_output=True,
     )
     assert (tmp_path / "mobilenet_v2.onnx").read_bytes() == MOBILENET_ONNX.read_bytes()
-    assert json.loads((tmp_path / "mobilenet_v2.json").read_text()) == json.loads(
-        MOBILENET_JSON.read_text()
+    # A fresh output folder has no variants (scripts/models/quantize.py adds them).
+    committed = json.loads(MOBILENET_JSON.read_text())
+    committed.pop("variants")
+    assert json.loads((tmp_path / "mobilenet_v2.json").read_text()) == committed
+    # Converting again over the committed sidecar keeps its variants: the float file is the same.
+    (tmp_path / "mobilenet_v2.json").write_text(MOBILENET_JSON.read_text())
+    subprocess.run(
+        [sys.executable, str(SCRIPTS_DIR / "convert_tflite.py"), "--tflite", str(MOBILENET_TFLITE),
+         "--output-dir", str(tmp_path), "--no-verify"],
+        check=True,
+        capture_output=True,
     )
+    assert (tmp_path / "mobilenet_v2.json").read_text() == MOBILENET_JSON.read_text()
 
 
 def test_mobilenet_sidecar_describes_the_file() -> None:
     sidecar = json.loads(MOBILENET_JSON.read_text())
-    assert list(sidecar) == SIDECAR_KEYS
+    assert list(sidecar) == SIDECAR_KEYS + ["variants"]
+    assert list(sidecar["variants"]) == ["int8"]
     assert sidecar["sha256"] == convert_tflite.sha256_file(MODELS_DIR / sidecar["file"])
     assert sidecar["weights"] == "imagenet"
     assert convert_tflite.sha256_file(MOBILENET_TFLITE) in sidecar["weights_source"]

@@ -1,0 +1,54 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "orchard/model.h"
+#include "test_util.h"
+
+namespace orchard {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A copy of the bundled sidecar with `variants` replaced by `variants_json`.
+Result<ModelSpec> SpecWithVariants(const std::string& variants_json) {
+  const fs::path dir = fs::temp_directory_path() / "orchard_model_spec_test";
+  fs::create_directories(dir);
+  std::ifstream in(testing::SourceDir() / "models/mobilenet_v2.json");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto brace = text.find('{');
+  text.insert(brace + 1, "\n  \"variants\": " + variants_json + ",");
+  // A later "variants" key in the original (if any) would win: drop the original's.
+  std::ofstream(dir / "m.json") << text;
+  auto spec = LoadModelSpec(dir / "m.json");
+  fs::remove_all(dir);
+  return spec;
+}
+
+TEST(ModelSpec, BundledModelDeclaresItsInt8Variant) {
+  auto spec = ResolveModel("mobilenet_v2", {testing::SourceDir() / "models"});
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  ASSERT_EQ(spec->variants.count("int8"), 1u);
+  const ModelVariant& int8 = spec->variants.at("int8");
+  EXPECT_TRUE(int8.file.is_absolute());
+  EXPECT_TRUE(fs::exists(int8.file)) << int8.file;
+  auto sha = Sha256File(int8.file);
+  ASSERT_TRUE(sha.ok());
+  EXPECT_EQ(*sha, int8.sha256);
+}
+
+TEST(ModelSpec, VariantsAreValidated) {
+  EXPECT_EQ(SpecWithVariants("[]").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(SpecWithVariants(R"({"int4": {"file": "x.onnx"}})").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(SpecWithVariants(R"({"int8": {"sha256": "00"}})").status().code(),
+            StatusCode::kInvalidArgument);
+  auto spec = SpecWithVariants(R"({"int8": {"file": "q.onnx", "sha256": "ab"}})");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->variants.at("int8").file.filename(), "q.onnx");
+  EXPECT_EQ(spec->variants.at("int8").sha256, "ab");
+}
+
+}  // namespace
+}  // namespace orchard
