@@ -30,8 +30,40 @@ ImageFormat SniffImageFormat(std::span<const uint8_t> bytes);
 
 struct DecodeOptions {
   // Images whose header declares more pixels than this are refused before any pixel is
-  // decoded (decompression-bomb guard). The default is Pillow's MAX_IMAGE_PIXELS.
+  // decoded (decompression-bomb guard). The default is Pillow's MAX_IMAGE_PIXELS. It applies
+  // to the full-size dimensions in the header, whether or not the image is decoded scaled
+  // down (see min_width), since the decoder still reads every coefficient.
   uint64_t max_pixels = 89'478'485;
+
+  // Size hint for callers that will shrink the image anyway (a model input). When either is
+  // > 0, a JPEG may be decoded scaled down in the DCT domain (libjpeg-turbo's reduced IDCT,
+  // much cheaper than a full decode followed by a resize): by the smallest of the factors
+  // 1/2, 1/4 and 1/8 that keeps the width >= min_width and the height >= min_height. Sides
+  // never fall below these, and an image already too small for 1/2 is decoded at full size.
+  // A minimum <= 0 leaves its side unconstrained; both <= 0 (the default) means full size.
+  // - the minimums apply to the displayed (EXIF-oriented) image: for orientations 5..8,
+  //   which swap the axes, min_width bounds the stored height and min_height its width;
+  // - a scaled side is ceil(side * factor), as libjpeg computes it;
+  // - the pixels are then no longer Pillow's convert("RGB") but close to a full decode
+  //   followed by an INTER_AREA resize to the same size: mean absolute difference under 4
+  //   levels of 255 (decode_test.cc). Most of it is geometry: a partial last block of a side
+  //   that is not a multiple of 8 / factor still becomes a whole pixel, so the content is
+  //   stretched by less than one output pixel towards the right and bottom edges;
+  // - PNG, WebP and BMP ignore the hint (no cheap scaled decode): always full size;
+  // - errors are the same as at full size (truncation, corruption, pixel limit, ...).
+  // Only factors <= 1/2 are used: libjpeg-turbo's 7/8 and 3/4 IDCTs (plain C) made decode +
+  // INTER_AREA slower than at full size (0.7x and 0.9x the speed), 5/8 only 1.1x faster, and
+  // allowing 5/8 or 3/8 as well changed the total by no more than run-to-run noise, while
+  // 1/2, 1/4 and 1/8 ran 2x, 4.7x and 6x faster (bench_decode_scaling --sweep, Fruits-360
+  // originals to 224 and 100).
+  // For a resize straight to W x H, pass W and H. For a shorter-side resize to S before a
+  // crop, pass S for both (the shorter side then stays >= S); the crop geometry may shift by
+  // a pixel since the scaled aspect ratio is rounded. Minimums of about 1.5x the final size
+  // (as Pillow's reducing_gap) avoid the extra blur of two resizes in a row when the second
+  // is small (1/8 then 1.1:1): with them MobileNetV2 descriptors kept cosine >= 0.99 to a full
+  // decode at 100x100, against 0.967 with the bare final size.
+  int min_width = 0;
+  int min_height = 0;
 };
 
 // Decodes JPEG, PNG, WebP or BMP bytes to RGB.

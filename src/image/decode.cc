@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <opencv2/core.hpp>
@@ -81,8 +82,50 @@ void InvertedCmykToRgb(const uint8_t* cmyk, size_t pixels, uint8_t* rgb) {
   }
 }
 
+// The DCT-domain scale factors DecodeOptions::min_width/min_height may select, least
+// reduction first. libjpeg-turbo's reduced IDCTs for these are fast (4x4 and 2x2 in SIMD,
+// 1x1 is the DC term alone); its other factors (M/8) run slower than a full decode plus a
+// resize, or no faster than 1/2 (measured: see image.h).
+constexpr tjscalingfactor kJpegScalings[] = {{1, 2}, {1, 4}, {1, 8}};
+
+bool TurboJpegCanScale(tjscalingfactor factor) {
+  int count = 0;
+  const tjscalingfactor* factors = tjGetScalingFactors(&count);
+  for (int i = 0; factors != nullptr && i < count; ++i) {
+    if (factors[i].num * factor.denom == factor.num * factors[i].denom) return true;
+  }
+  return false;
+}
+
+// The factor for a JPEG whose stored (not yet EXIF-oriented) size is width x height: the
+// smallest in kJpegScalings that keeps the displayed sides at or above the minimums, or 1/1.
+tjscalingfactor ChooseJpegScaling(int width, int height, int orientation,
+                                  const DecodeOptions& options) {
+  tjscalingfactor chosen = {1, 1};
+  if (options.min_width <= 0 && options.min_height <= 0) return chosen;
+  // Orientations 5..8 transpose the image: the displayed width is the stored height.
+  const bool swaps_axes = orientation >= 5 && orientation <= 8;
+  const int min_stored_width = swaps_axes ? options.min_height : options.min_width;
+  const int min_stored_height = swaps_axes ? options.min_width : options.min_height;
+  static const bool supported[] = {TurboJpegCanScale(kJpegScalings[0]),
+                                   TurboJpegCanScale(kJpegScalings[1]),
+                                   TurboJpegCanScale(kJpegScalings[2])};
+  static_assert(std::size(supported) == std::size(kJpegScalings));
+  for (size_t i = 0; i < std::size(kJpegScalings); ++i) {
+    const tjscalingfactor factor = kJpegScalings[i];
+    if (!supported[i]) continue;
+    if (TJSCALED(width, factor) < min_stored_width ||
+        TJSCALED(height, factor) < min_stored_height) {
+      break;  // the factors shrink in order: every later one is too small as well.
+    }
+    chosen = factor;
+  }
+  return chosen;
+}
+
 Result<Image> DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& options) {
   ORCHARD_ASSIGN_OR_RETURN(const internal::JpegFrameInfo info, internal::ReadJpegFrameInfo(bytes));
+  // The limit is on the full size even when decoding scaled: every coefficient is still read.
   ORCHARD_RETURN_NOT_OK(CheckPixelLimit(info.width, info.height, options.max_pixels));
   // This libjpeg-turbo build decodes 8-bit baseline, extended, progressive and arithmetic-coded
   // JPEG (SOF0/1/2/9/10); lossless and hierarchical processes and 12-bit samples are valid
@@ -108,10 +151,15 @@ Result<Image> DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& op
     return Status::Internal(std::string("cannot create a TurboJPEG decompressor: ") +
                             tjGetErrorStr2(nullptr));
   }
+  const int orientation = internal::JpegExifOrientation(bytes);
+  // At most 65535 (16-bit SOF fields), so neither the casts nor TJSCALED overflow.
+  const int full_width = static_cast<int>(info.width);
+  const int full_height = static_cast<int>(info.height);
+  const tjscalingfactor scaling = ChooseJpegScaling(full_width, full_height, orientation, options);
   Image image;
-  image.width = static_cast<int>(info.width);  // at most 65535 (16-bit SOF fields)
-  image.height = static_cast<int>(info.height);
-  const size_t pixels = size_t{info.width} * info.height;
+  image.width = TJSCALED(full_width, scaling);
+  image.height = TJSCALED(full_height, scaling);
+  const size_t pixels = static_cast<size_t>(image.width) * static_cast<size_t>(image.height);
   // libjpeg reports truncation ("Premature end of JPEG file") and corrupt entropy data as
   // mere warnings and pads the rest with grey; those become errors below. The one warning
   // that loses no pixel, stray bytes between segments, is accepted, as Pillow does.
@@ -125,9 +173,11 @@ Result<Image> DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& op
     cmyk_pixels.resize(pixels * 4);
     dst = cmyk_pixels.data();
   }
-  // The width and height passed are the frame's, so TurboJPEG does not scale. It re-reads the
-  // header itself; if it disagrees with ours, it fails rather than writing out of bounds,
-  // since it never writes more than width x height pixels.
+  // TurboJPEG decodes at the largest of its scaling factors whose output fits in the width and
+  // height passed; for the frame's size times `scaling` that is `scaling` (or a larger factor
+  // giving the same size, on tiny images), so it writes exactly image.width x image.height
+  // pixels. It re-reads the header itself; if it disagrees with ours, it fails rather than
+  // writing out of bounds, since it never writes more than width x height pixels.
   if (tjDecompress2(tj, bytes.data(), static_cast<unsigned long>(bytes.size()), dst, image.width, 0,
                     image.height, cmyk ? TJPF_CMYK : TJPF_RGB, flags) != 0) {
     const std::string message = tjGetErrorStr2(tj);
@@ -136,8 +186,7 @@ Result<Image> DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& op
     if (!harmless) return Status::CorruptData("corrupt or truncated JPEG: " + message);
   }
   if (cmyk) InvertedCmykToRgb(cmyk_pixels.data(), pixels, image.rgb.data());
-  ORCHARD_RETURN_NOT_OK(
-      internal::ApplyExifOrientation(internal::JpegExifOrientation(bytes), &image));
+  ORCHARD_RETURN_NOT_OK(internal::ApplyExifOrientation(orientation, &image));
   return image;
 }
 

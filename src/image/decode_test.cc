@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <opencv2/core.hpp>
@@ -11,6 +12,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "image/image_header_internal.h"
@@ -97,6 +99,53 @@ size_t FindSofPayload(const Bytes& jpeg) {
     pos += 2 + length;
   }
   return 0;
+}
+
+// An APP1 "Exif" segment whose little-endian TIFF block holds only IFD0 with the orientation
+// tag (SHORT, 1 value), inserted right after SOI.
+Bytes WithExifOrientation(const Bytes& jpeg, int orientation) {
+  const uint8_t value = static_cast<uint8_t>(orientation);
+  // Marker and length (payload + 2); "Exif\0\0"; TIFF header with IFD0 at offset 8; one
+  // entry: tag 0x0112, type SHORT, count 1, value left-aligned; no next IFD.
+  const Bytes segment = {0xff, 0xe1, 0, 34, 'E',   'x', 'i', 'f', 0,    0,    'I', 'I',
+                         42,   0,    8, 0,  0,     0,   1,   0,   0x12, 0x01, 3,   0,
+                         1,    0,    0, 0,  value, 0,   0,   0,   0,    0,    0,   0};
+  Bytes out(jpeg.begin(), jpeg.begin() + 2);
+  out.insert(out.end(), segment.begin(), segment.end());
+  out.insert(out.end(), jpeg.begin() + 2, jpeg.end());
+  return out;
+}
+
+// Photograph-like content for the scaling tests: smooth shapes with fine texture (blurred
+// noise) and a few sharp edges, so that the reduced IDCT's low-pass filtering shows.
+cv::Mat TexturedRgb(int width, int height, unsigned seed = 7) {
+  cv::Mat noise(height, width, CV_8UC3);
+  cv::RNG rng(seed);
+  rng.fill(noise, cv::RNG::UNIFORM, 0, 256);
+  cv::GaussianBlur(noise, noise, cv::Size(0, 0), 1.5);
+  cv::Mat rgb = PatternRgb(width, height);
+  cv::addWeighted(rgb, 0.6, noise, 0.4, 0, rgb);
+  cv::circle(rgb, cv::Point(width / 3, height / 2), std::min(width, height) / 4,
+             cv::Scalar(200, 40, 30), cv::FILLED, cv::LINE_AA);
+  cv::rectangle(rgb, cv::Rect(width / 2, height / 5, width / 4, height / 3),
+                cv::Scalar(20, 160, 60), cv::FILLED);
+  return rgb;
+}
+
+double MeanAbsDiff(const cv::Mat& a, const cv::Mat& b) {
+  EXPECT_EQ(a.size(), b.size());
+  if (a.size() != b.size() || a.type() != b.type()) return 1e9;
+  cv::Mat diff;
+  cv::absdiff(a, b, diff);
+  const cv::Scalar mean = cv::mean(diff);
+  return (mean[0] + mean[1] + mean[2]) / 3.0;
+}
+
+DecodeOptions MinSize(int width, int height) {
+  DecodeOptions options;
+  options.min_width = width;
+  options.min_height = height;
+  return options;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -469,6 +518,236 @@ TEST(DecodeImage, SharedFruitJpegsMatchOpenCv) {
   EXPECT_EQ(count, 10);
 }
 
+// --- DCT-domain scaled decoding (DecodeOptions::min_width / min_height) ---------------------
+
+TEST(DecodeScaled, SizeIsTheSmallestHalvingThatKeepsBothMinimums) {
+  struct Case {
+    int width, height;          // source
+    int min_width, min_height;  // hint
+    int expected_width, expected_height;
+  };
+  const Case cases[] = {
+      {896, 896, 224, 224, 224, 224},    // exact multiple: 1/4
+      {448, 448, 224, 224, 224, 224},    // exact multiple: 1/2
+      {1792, 1792, 224, 224, 224, 224},  // exact multiple: 1/8, the smallest factor
+      {1800, 900, 100, 100, 225, 113},   // 1/8 (ceil(112.5) = 113)
+      {900, 900, 224, 224, 225, 225},    // 1/4, sides rounded up
+      {893, 893, 224, 224, 224, 224},    // ceil(893 / 4) = 224: still 1/4
+      {892, 892, 224, 224, 446, 446},    // 892 / 4 = 223 < 224: 1/2
+      {447, 447, 224, 224, 224, 224},    // odd: ceil(447 / 2) = 224, so 1/2
+      {446, 446, 224, 224, 446, 446},    // ceil(446 / 2) = 223 < 224: full size
+      {601, 1203, 100, 100, 151, 301},   // odd sizes: 1/4
+      {1000, 500, 224, 224, 500, 250},   // the shorter side decides: 1/2
+      {100, 80, 224, 224, 100, 80},      // target larger than the source: full size
+      {896, 896, 0, 0, 896, 896},        // no hint: full size
+      {896, 448, 0, 50, 112, 56},        // only the height constrained: 1/8
+      {896, 448, 200, 0, 224, 112},      // only the width constrained: 1/4
+      {896, 448, -5, -5, 896, 448},      // negative minimums are no constraint
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message()
+                 << c.width << "x" << c.height << " min " << c.min_width << "x" << c.min_height);
+    const Bytes jpeg = EncodeJpegRgb(PatternRgb(c.width, c.height), 80);
+    const auto image = Decode(jpeg, MinSize(c.min_width, c.min_height));
+    ASSERT_TRUE(image.ok()) << image.status().ToString();
+    EXPECT_EQ(image->width, c.expected_width);
+    EXPECT_EQ(image->height, c.expected_height);
+    EXPECT_EQ(image->rgb.size(), size_t{3} * image->width * image->height);
+  }
+}
+
+TEST(DecodeScaled, AxisSwappingOrientationsCompareTheDisplayedSides) {
+  // Stored 1000x400; orientations 5..8 display it as 400x1000.
+  const cv::Mat stored = TexturedRgb(1000, 400);
+  const Bytes plain = EncodeJpegRgb(stored, 90);
+  struct Case {
+    int orientation, min_width, min_height;
+    int expected_width, expected_height;  // displayed
+  };
+  const Case cases[] = {
+      // Displayed >= 200x400: stored width >= 400 and height >= 200, so 1/2 (500x200). Read
+      // unswapped (stored height >= 400) it would be full size.
+      {6, 200, 400, 200, 500},
+      {8, 200, 400, 200, 500},
+      {5, 200, 400, 200, 500},
+      {7, 200, 400, 200, 500},
+      // Displayed >= 100x250: 1/4 (stored 250x100); read unswapped it would be full size.
+      {6, 100, 250, 100, 250},
+      // Orientations that keep the axes: stored height 400 >= 400 needs full size.
+      {1, 200, 400, 1000, 400},
+      {3, 200, 400, 1000, 400},
+      {3, 400, 200, 500, 200},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "orientation " << c.orientation << " min " << c.min_width
+                                      << "x" << c.min_height);
+    const Bytes jpeg = WithExifOrientation(plain, c.orientation);
+    const auto image = Decode(jpeg, MinSize(c.min_width, c.min_height));
+    ASSERT_TRUE(image.ok()) << image.status().ToString();
+    EXPECT_EQ(image->width, c.expected_width);
+    EXPECT_EQ(image->height, c.expected_height);
+    // The same pixels as the scaled decode of the unrotated file, then rotated.
+    const bool swaps = c.orientation >= 5;
+    const int stored_width = swaps ? c.expected_height : c.expected_width;
+    const int stored_height = swaps ? c.expected_width : c.expected_height;
+    const auto upright = Decode(plain, MinSize(stored_width, stored_height));
+    ASSERT_TRUE(upright.ok());
+    ASSERT_EQ(upright->width, stored_width);
+    cv::Mat expected = AsMat(*upright).clone();
+    switch (c.orientation) {
+      case 3:
+        cv::rotate(expected, expected, cv::ROTATE_180);
+        break;
+      case 5:
+        cv::transpose(expected, expected);
+        break;
+      case 6:
+        cv::rotate(expected, expected, cv::ROTATE_90_CLOCKWISE);
+        break;
+      case 7:  // transverse: out(y, x) = in(H - 1 - x, W - 1 - y)
+        cv::rotate(expected, expected, cv::ROTATE_90_CLOCKWISE);
+        cv::flip(expected, expected, 0);
+        break;
+      case 8:
+        cv::rotate(expected, expected, cv::ROTATE_90_COUNTERCLOCKWISE);
+        break;
+    }
+    EXPECT_EQ(MaxAbsDiff(AsMat(*image), expected), 0);
+  }
+}
+
+// The reduced IDCT is a low-pass filter: a scaled decode is close to a full decode followed
+// by INTER_AREA to the same size (what Preprocess would do with the full image).
+// - Against that plain reference, mean absolute difference <= 4 levels (of 255) per channel;
+//   measured 0.5 to 3.7. Most of it is geometry: when a side is not a multiple of 8 / factor,
+//   its last, partial block still becomes a whole output pixel (ceil), so the content is
+//   stretched by up to one output pixel towards the right and bottom edges.
+// - Against a reference with the same geometry (edges replicated up to whole blocks, as the
+//   encoder pads them, then an exact k:1 INTER_AREA box filter), <= 1 level; measured 0.05
+//   to 0.85. 4:2:2 at 1/8 is looser (<= 3, measured 2.5): its chroma, one sample per 16
+//   pixels across, is upsampled with a triangle filter, which softens sharp colour edges.
+TEST(DecodeScaled, CloseToFullDecodeThenInterArea) {
+  struct Case {
+    std::string what;
+    Bytes jpeg;
+    int min_side;
+    double aligned_bound = 1.0;
+  };
+  std::vector<Case> cases;
+  for (int flags : {0, TJFLAG_PROGRESSIVE}) {
+    const std::string mode = flags == 0 ? " baseline" : " progressive";
+    const cv::Mat rgb = TexturedRgb(903, 611);
+    cases.push_back({"4:2:0" + mode, EncodeJpegRgb(rgb, 90, flags), 300});  // 1/2
+    cases.push_back({"4:2:0" + mode, EncodeJpegRgb(rgb, 90, flags), 150});  // 1/4
+    cases.push_back({"4:2:0" + mode, EncodeJpegRgb(rgb, 90, flags), 70});   // 1/8
+    cases.push_back({"4:4:4" + mode,
+                     EncodeJpeg(rgb.data, rgb.cols, rgb.rows, TJPF_RGB, TJSAMP_444, 90, flags),
+                     150});
+    cases.push_back({"4:2:2" + mode,
+                     EncodeJpeg(rgb.data, rgb.cols, rgb.rows, TJPF_RGB, TJSAMP_422, 90, flags), 70,
+                     3.0});
+    cv::Mat gray;
+    cv::cvtColor(rgb, gray, cv::COLOR_RGB2GRAY);
+    cases.push_back({"gray" + mode,
+                     EncodeJpeg(gray.data, gray.cols, gray.rows, TJPF_GRAY, TJSAMP_GRAY, 90, flags),
+                     150});
+  }
+  {
+    cv::Mat rgb = TexturedRgb(400, 240), cmyk(rgb.size(), CV_8UC4);
+    for (int y = 0; y < rgb.rows; ++y) {
+      for (int x = 0; x < rgb.cols; ++x) {
+        const cv::Vec3b p = rgb.at<cv::Vec3b>(y, x);
+        cmyk.at<cv::Vec4b>(y, x) = cv::Vec4b(p[0], p[1], p[2], 230);  // inverted CMYK, K = 230
+      }
+    }
+    cases.push_back(
+        {"cmyk", EncodeJpeg(cmyk.data, cmyk.cols, cmyk.rows, TJPF_CMYK, TJSAMP_444, 90), 100});
+  }
+  // Real photographs bundled with the repository, at each factor.
+  const auto fruits = testing::SourceDir() / "samples" / "fruits-360-mini" / "Training";
+  const std::pair<const char*, int> photos[] = {
+      {"Peach 3/r0_0.jpg", 224},        // 875x888: 1/2
+      {"Peach 3/r0_0.jpg", 200},        // 1/4
+      {"Peach 3/r0_0.jpg", 100},        // 1/8
+      {"Plum 5/r0_0.jpg", 100},         // 345x379: 1/2
+      {"apple_golden_1/r0_0.jpg", 80},  // 365x320: 1/4
+  };
+  for (const auto& [name, min_side] : photos) {
+    ASSERT_TRUE(std::filesystem::exists(fruits / name)) << fruits / name;
+    cases.push_back({name, testing::ReadFileBytes(fruits / name), min_side});
+  }
+  for (const Case& c : cases) {
+    const auto full = Decode(c.jpeg);
+    ASSERT_TRUE(full.ok()) << c.what << ": " << full.status().ToString();
+    const auto scaled = Decode(c.jpeg, MinSize(c.min_side, c.min_side));
+    ASSERT_TRUE(scaled.ok()) << c.what << ": " << scaled.status().ToString();
+    SCOPED_TRACE(::testing::Message() << c.what << " " << full->width << "x" << full->height
+                                      << " -> " << scaled->width << "x" << scaled->height);
+    ASSERT_LT(scaled->width, full->width);  // a factor was applied
+    EXPECT_GE(std::min(scaled->width, scaled->height), c.min_side);
+    const cv::Size size(scaled->width, scaled->height);
+    cv::Mat plain;
+    cv::resize(AsMat(*full), plain, size, 0, 0, cv::INTER_AREA);
+    EXPECT_LE(MeanAbsDiff(AsMat(*scaled), plain), 4.0);
+    const int k = (full->width + scaled->width - 1) / scaled->width;  // 1 / factor
+    ASSERT_EQ(scaled->height, (full->height + k - 1) / k);
+    cv::Mat padded, aligned;
+    cv::copyMakeBorder(AsMat(*full), padded, 0, scaled->height * k - full->height, 0,
+                       scaled->width * k - full->width, cv::BORDER_REPLICATE);
+    cv::resize(padded, aligned, size, 0, 0, cv::INTER_AREA);
+    EXPECT_LE(MeanAbsDiff(AsMat(*scaled), aligned), c.aligned_bound);
+  }
+}
+
+TEST(DecodeScaled, StrictnessIsUnchanged) {
+  const cv::Mat rgb = TexturedRgb(640, 480);
+  const DecodeOptions scaled = MinSize(100, 100);
+  for (int flags : {0, TJFLAG_PROGRESSIVE}) {
+    const Bytes jpeg = EncodeJpegRgb(rgb, 90, flags);
+    // Truncated: still an error, not a grey-padded small image.
+    const Bytes half(jpeg.begin(), jpeg.begin() + static_cast<ptrdiff_t>(jpeg.size() / 2));
+    const auto truncated = Decode(half, scaled);
+    ASSERT_FALSE(truncated.ok());
+    EXPECT_EQ(truncated.status().code(), StatusCode::kCorruptData);
+    // Corrupt entropy data.
+    Bytes broken = jpeg;
+    for (size_t i = broken.size() / 2; i < broken.size() / 2 + 40; ++i) broken[i] = 0xFF;
+    const auto corrupt = Decode(broken, scaled);
+    ASSERT_FALSE(corrupt.ok());
+    EXPECT_EQ(corrupt.status().code(), StatusCode::kCorruptData);
+  }
+  // The pixel limit applies to the full-size header, not to the scaled output (160x120).
+  const Bytes jpeg = EncodeJpegRgb(rgb, 90);
+  DecodeOptions limited = scaled;
+  limited.max_pixels = 640 * 480 - 1;
+  const auto over = Decode(jpeg, limited);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.status().code(), StatusCode::kResourceExhausted);
+  limited.max_pixels = 640 * 480;
+  const auto at_limit = Decode(jpeg, limited);
+  ASSERT_TRUE(at_limit.ok()) << at_limit.status().ToString();
+  EXPECT_EQ(at_limit->width, 160);
+}
+
+TEST(DecodeScaled, OtherFormatsIgnoreTheHint) {
+  const cv::Mat bgr = TexturedRgb(480, 320);
+  for (const char* ext : {".png", ".bmp", ".webp"}) {
+    const Bytes bytes = Encode(ext, bgr);
+    const auto image = Decode(bytes, MinSize(50, 50));
+    ASSERT_TRUE(image.ok()) << ext << ": " << image.status().ToString();
+    EXPECT_EQ(image->width, 480) << ext;
+    EXPECT_EQ(image->height, 320) << ext;
+  }
+}
+
+TEST(DecodeScaled, FullSizeDecodeIsUntouchedByAnUnusedHint) {
+  // A hint no factor can meet gives exactly the full decode (Pillow/OpenCV pixels).
+  const Bytes jpeg = EncodeJpegRgb(TexturedRgb(300, 200), 90);
+  const auto image = Decode(jpeg, MinSize(224, 224));
+  ASSERT_TRUE(image.ok());
+  EXPECT_EQ(MaxAbsDiff(AsMat(*image), OpenCvDecodeRgb(jpeg)), 0);
+}
+
 TEST(DecodeImage, ConcurrentDecodesAgree) {
   const Bytes jpeg = EncodeJpegRgb(PatternRgb(120, 80));
   const Bytes png = Encode(".png", PatternRgb(50, 40));
@@ -535,7 +814,10 @@ TEST(DecodeImage, MutatedInputsNeverCrash) {
             break;
         }
       }
-      const auto result = Decode(bytes, DecodeOptions{.max_pixels = 1 << 20});
+      // Every other iteration with a size hint, so that JPEGs also take the scaled path.
+      DecodeOptions options{.max_pixels = 1 << 20};
+      if (iteration % 2 == 1) options.min_width = options.min_height = 8;
+      const auto result = Decode(bytes, options);
       if (result.ok()) {
         ++decoded;
         ASSERT_GT(result->width, 0);
