@@ -290,7 +290,7 @@ struct PyFeaturizer {
 std::unique_ptr<PyFeaturizer> MakeFeaturizer(const std::string& model, int size,
                                              const std::optional<std::string>& pooling, int threads,
                                              int64_t max_pixels, const std::string& backend,
-                                             const std::string& precision) {
+                                             const std::string& precision, bool jpeg_dct_scaling) {
   if (size < 0 || size > 4096)
     ThrowIfError(Status::InvalidArgument("size must be in 0..4096 (0 = the model's own)"));
   if (threads < 0 || threads > 1024)
@@ -301,6 +301,7 @@ std::unique_ptr<PyFeaturizer> MakeFeaturizer(const std::string& model, int size,
   o.model = model;
   o.backend = backend;
   o.precision = ValueOrThrow(ParsePrecision(precision));
+  o.jpeg_dct_scaling = jpeg_dct_scaling;
   o.size = size;
   o.pooling = PoolingArg(pooling);
   o.threads = threads;
@@ -454,13 +455,14 @@ py::dict Run(const std::string& input, const std::string& output, const std::str
              double pca_variance, int batch, int threads, int64_t limit, bool save_raw,
              int64_t max_pixels, const std::optional<std::string>& s3_endpoint,
              const std::string& work_dir, const std::string& backend, int64_t max_pca_dim,
-             const py::object& progress, const std::string& precision) {
+             const py::object& progress, const std::string& precision, bool jpeg_dct_scaling) {
   PipelineOptions o;
   o.input = input;
   o.output = output;
   o.model = model;
   o.backend = backend;
   o.precision = ValueOrThrow(ParsePrecision(precision));
+  o.jpeg_dct_scaling = jpeg_dct_scaling;
   o.size = size;
   o.pooling = PoolingArg(pooling);
   o.pca_components = pca_components;
@@ -544,7 +546,8 @@ PYBIND11_MODULE(_orchard, m) {
                            "use one per thread or process (calls on one object are serialised).")
       .def(py::init(&MakeFeaturizer), "model"_a = kDefaultModel, "size"_a = 0,
            "pooling"_a = py::none(), "threads"_a = 0, "max_pixels"_a = int64_t{89'478'485},
-           "backend"_a = kDefaultBackend, "precision"_a = "fp32")
+           "backend"_a = kDefaultBackend, "precision"_a = "fp32",
+           "jpeg_dct_scaling"_a = kDefaultJpegDctScaling)
       .def_property_readonly("dim", [](const PyFeaturizer& f) { return f.featurizer->dim(); })
       .def_property_readonly("model_name",
                              [](const PyFeaturizer& f) { return f.featurizer->spec().name; })
@@ -578,14 +581,15 @@ PYBIND11_MODULE(_orchard, m) {
             return py::make_tuple(
                 o.model, o.size,
                 o.pooling ? py::object(py::str(PoolingName(*o.pooling))) : py::none(), o.threads,
-                static_cast<int64_t>(o.max_pixels), o.backend, PrecisionName(o.precision));
+                static_cast<int64_t>(o.max_pixels), o.backend, PrecisionName(o.precision),
+                o.jpeg_dct_scaling);
           },
           [](const py::tuple& t) {
-            if (t.size() != 7) ThrowIfError(Status::InvalidArgument("bad Featurizer pickle state"));
+            if (t.size() != 8) ThrowIfError(Status::InvalidArgument("bad Featurizer pickle state"));
             return MakeFeaturizer(t[0].cast<std::string>(), t[1].cast<int>(),
                                   t[2].cast<std::optional<std::string>>(), t[3].cast<int>(),
                                   t[4].cast<int64_t>(), t[5].cast<std::string>(),
-                                  t[6].cast<std::string>());
+                                  t[6].cast<std::string>(), t[7].cast<bool>());
           }));
 
   // ---- PcaAccumulator ----
@@ -841,7 +845,8 @@ PYBIND11_MODULE(_orchard, m) {
   m.def("_run", &Run, "input"_a, "output"_a, "model"_a, "size"_a, "pooling"_a, "pca_components"_a,
         "pca_variance"_a, "batch"_a, "threads"_a, "limit"_a, "save_raw"_a, "max_pixels"_a,
         "s3_endpoint"_a, "work_dir"_a, "backend"_a, "max_pca_dim"_a, "progress"_a,
-        "precision"_a = "fp32");
+        "precision"_a = "fp32", "jpeg_dct_scaling"_a = kDefaultJpegDctScaling);
+  m.attr("DEFAULT_JPEG_DCT_SCALING") = kDefaultJpegDctScaling;
   m.attr("DEFAULT_BACKEND") = kDefaultBackend;
   m.attr("DEFAULT_MODEL") = kDefaultModel;
   m.def("_set_onnxruntime_library", &SetOnnxRuntimeLibraryPath, "path"_a,

@@ -20,6 +20,7 @@
 namespace orchard {
 
 inline constexpr char kDefaultModel[] = "mobilenet_v2";
+inline constexpr bool kDefaultJpegDctScaling = true;
 
 struct FeaturizerOptions {
   std::string model = kDefaultModel;  // preset name, or a local .onnx / .json path
@@ -30,6 +31,9 @@ struct FeaturizerOptions {
   int threads = 0;                 // all cores the run may use; 0 = all cores
   int parallel_runs = 0;           // concurrent inference calls; 0 = ChooseInferenceLayout's
   uint64_t max_pixels = DecodeOptions{}.max_pixels;
+  // Decode JPEGs scaled down by 1/2, 1/4 or 1/8 in the DCT domain when they stay 1.5 times
+  // the model's input (ScaledDecodeMinimums); see docs/models.md "JPEG DCT scaling".
+  bool jpeg_dct_scaling = kDefaultJpegDctScaling;
 };
 
 // How `threads` cores are shared by inference: `runs` Extract() calls at once, each with
@@ -60,6 +64,7 @@ struct LoadedModel {
   Precision precision = Precision::kFp32;  // what runs
   std::vector<std::string> warnings;       // to show the user (e.g. an int8 fallback)
   PreprocessSpec preprocess;
+  DecodeOptions decode;  // pixel limit, and the scaled-decode hint when enabled
   ExtractorOptions extractor_options;
   InferenceLayout layout;
   std::unique_ptr<FeatureExtractor> extractor;

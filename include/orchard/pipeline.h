@@ -48,6 +48,7 @@ struct PipelineOptions {
   int64_t limit = 0;      // 0 = all images
   bool save_raw = false;
   uint64_t max_pixels = 89'478'485;
+  bool jpeg_dct_scaling = kDefaultJpegDctScaling;  // see FeaturizerOptions
   std::string work_dir;  // for spill files; empty = the system temp folder
   std::function<void(const Progress&)> on_progress;  // called from the pipeline's thread
   std::function<void(const std::string&)> on_warning;

@@ -209,6 +209,7 @@ def run(
     max_pca_dim: int = 8192,
     progress: Optional[Callable[[Dict[str, Any]], None]] = None,
     precision: str = "fp32",
+    jpeg_dct_scaling: bool = _orchard.DEFAULT_JPEG_DCT_SCALING,
 ) -> Dict[str, Any]:
     """Runs the whole chain, as ``orchard run`` does, and returns its summary.
 
@@ -227,7 +228,7 @@ def run(
     summary = _orchard._run(
         input, output, model, size, pooling, pca_components, pca_variance, batch, threads,
         limit, save_raw, max_pixels, s3_endpoint, work_dir, backend, max_pca_dim, progress,
-        precision,
+        precision, jpeg_dct_scaling,
     )
     for message in summary["warnings"]:
         warnings.warn(message, RuntimeWarning, stacklevel=2)

@@ -14,6 +14,7 @@ from ._types import FeaturizeResult
 __version__: str
 DEFAULT_BACKEND: str
 DEFAULT_MODEL: str
+DEFAULT_JPEG_DCT_SCALING: bool
 
 class OrchardError(Exception):
     code: Optional[str]
@@ -39,6 +40,7 @@ class Featurizer:
         max_pixels: int = 89478485,
         backend: str = "onnxruntime",
         precision: str = "fp32",
+        jpeg_dct_scaling: bool = ...,
     ) -> None: ...
     @property
     def dim(self) -> int: ...
@@ -138,6 +140,7 @@ def _run(
     max_pca_dim: int,
     progress: Optional[Callable[[Dict[str, Any]], None]],
     precision: str = "fp32",
+    jpeg_dct_scaling: bool = ...,
 ) -> Dict[str, Any]: ...
 def upload_file(local_path: str, url: str, *, s3_endpoint: Optional[str] = None) -> None: ...
 def check_writable(url: str, *, s3_endpoint: Optional[str] = None) -> None: ...

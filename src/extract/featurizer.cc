@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <thread>
+#include <tuple>
 
 #include "orchard/cpu.h"
 #include "orchard/preprocess.h"
@@ -74,6 +75,11 @@ Result<LoadedModel> LoadModel(const FeaturizerOptions& options) {
   loaded.preprocess = spec.preprocess;
   loaded.preprocess.width = e.width;
   loaded.preprocess.height = e.height;
+  loaded.decode.max_pixels = options.max_pixels;
+  if (options.jpeg_dct_scaling) {
+    std::tie(loaded.decode.min_width, loaded.decode.min_height) =
+        ScaledDecodeMinimums(loaded.preprocess);
+  }
   ORCHARD_ASSIGN_OR_RETURN(loaded.extractor, CreateExtractor(options.backend, spec, e));
   return loaded;
 }
@@ -109,7 +115,7 @@ Result<FeaturizeResult> Featurizer::Featurize(const std::vector<std::span<const 
   std::vector<float> tensor(elements * n);
   std::vector<Status> status(n);
   std::vector<const char*> stage(n, "");
-  const DecodeOptions decode{options_.max_pixels};
+  const DecodeOptions& decode = model_.decode;
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next++; i < n; i = next++) {

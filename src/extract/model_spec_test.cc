@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "orchard/model.h"
 #include "test_util.h"
@@ -16,11 +17,9 @@ Result<ModelSpec> SpecWithVariants(const std::string& variants_json) {
   const fs::path dir = fs::temp_directory_path() / "orchard_model_spec_test";
   fs::create_directories(dir);
   std::ifstream in(testing::SourceDir() / "models/mobilenet_v2.json");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto brace = text.find('{');
-  text.insert(brace + 1, "\n  \"variants\": " + variants_json + ",");
-  // A later "variants" key in the original (if any) would win: drop the original's.
-  std::ofstream(dir / "m.json") << text;
+  nlohmann::json sidecar = nlohmann::json::parse(in);
+  sidecar["variants"] = nlohmann::json::parse(variants_json);
+  std::ofstream(dir / "m.json") << sidecar.dump(2);
   auto spec = LoadModelSpec(dir / "m.json");
   fs::remove_all(dir);
   return spec;

@@ -408,4 +408,17 @@ Result<ChannelOrder> ParseChannelOrder(const std::string& name) {
   return Status::InvalidArgument("unknown channel order " + Quoted(name) + " (valid: RGB, BGR)");
 }
 
+std::pair<int, int> ScaledDecodeMinimums(const PreprocessSpec& spec) {
+  // 1.5x margin: a DCT-scaled image then still shrinks by at least 1.5 in the resize, instead
+  // of two nearly equal resizes in a row that blur (bench/bench_decode_scaling --gap).
+  constexpr double kMargin = 1.5;
+  if (spec.resize == ResizePolicy::kStretch) {
+    return {static_cast<int>(std::ceil(kMargin * spec.width)),
+            static_cast<int>(std::ceil(kMargin * spec.height))};
+  }
+  const int shorter =
+      static_cast<int>(std::ceil(kMargin * std::max(spec.width, spec.height) / spec.crop_fraction));
+  return {shorter, shorter};
+}
+
 }  // namespace orchard

@@ -384,5 +384,17 @@ TEST(ParseSpecNames, KnownAndUnknown) {
   EXPECT_EQ(order.status().message(), "unknown channel order \"rgb\" (valid: RGB, BGR)");
 }
 
+TEST(ScaledDecodeMinimums, LeaveAMarginAboveWhatTheResizeNeeds) {
+  PreprocessSpec stretch;
+  stretch.width = 224;
+  stretch.height = 100;
+  EXPECT_EQ(ScaledDecodeMinimums(stretch), std::make_pair(336, 150));
+  PreprocessSpec crop;
+  crop.resize = ResizePolicy::kShorterSideCrop;
+  crop.crop_fraction = 0.875;
+  crop.width = crop.height = 224;  // resized shorter side 256, times 1.5
+  EXPECT_EQ(ScaledDecodeMinimums(crop), std::make_pair(384, 384));
+}
+
 }  // namespace
 }  // namespace orchard

@@ -32,6 +32,7 @@ json OptionsJson(const PipelineOptions& o, int threads) {
       {"limit", o.limit},
       {"save_raw", o.save_raw},
       {"max_pixels", o.max_pixels},
+      {"jpeg_dct_scaling", o.jpeg_dct_scaling},
   };
 }
 

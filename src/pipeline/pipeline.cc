@@ -303,6 +303,8 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   model_options.pooling = options.pooling;
   model_options.threads = threads;
   model_options.parallel_runs = options.parallel_runs;
+  model_options.max_pixels = options.max_pixels;
+  model_options.jpeg_dct_scaling = options.jpeg_dct_scaling;
   auto setup_start = Clock::now();
   ORCHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_options));
   const ModelSpec& spec = loaded.spec;
@@ -339,7 +341,7 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
   ORCHARD_ASSIGN_OR_RETURN(auto raw_spill, FloatSpill::Create(work->path() / "descriptors", dim));
   ORCHARD_ASSIGN_OR_RETURN(auto rows_spill, RecordWriter::Create(work->path() / "rows"));
 
-  const DecodeOptions decode_options{options.max_pixels};
+  const DecodeOptions& decode_options = loaded.decode;
   const size_t batch_bytes =
       TensorElements(preprocess) * sizeof(float) * static_cast<size_t>(options.batch);
   BoundedQueue<WorkUnit> units(static_cast<size_t>(2 * threads), SIZE_MAX);

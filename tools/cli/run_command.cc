@@ -67,6 +67,10 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags) {
                  "Refuse images with more pixels than this (decompression bombs)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  run.add_option("--jpeg-dct-scaling", options.jpeg_dct_scaling,
+                 "Decode JPEGs at least twice the model's input size scaled down by 1/2, 1/4 "
+                 "or 1/8 in the DCT domain (faster; descriptors change slightly): true/false")
+      ->capture_default_str();
   run.add_option("--max-pca-dim", options.max_pca_dim,
                  "Largest descriptor dimension for exact PCA (memory: d*d*8 bytes)")
       ->capture_default_str()
