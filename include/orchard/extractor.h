@@ -56,6 +56,12 @@ Result<std::unique_ptr<FeatureExtractor>> CreateExtractor(const std::string& bac
 // backend's first use. Thread-safe.
 void SetOnnxRuntimeLibraryPath(const std::string& path);
 
+// The (C, H, W) of a feature layer from its output's dims, batch first: (N, C, H, W), or
+// (N, C) read as (C, 1, 1). kUnsupported for any other rank, naming `layer`.
+Result<std::vector<int>> FeatureShape(const std::vector<int64_t>& dims, const std::string& layer);
+// Length of one descriptor of a (C, H, W) feature layer: C, or C*H*W for kFlatten.
+int64_t DescriptorDim(Pooling pooling, const std::vector<int>& shape);
+
 // Pools a (n, C, H, W) float tensor into (n, C) for avg/max, or copies it for flatten.
 void PoolFeatures(Pooling pooling, int n, int c, int hw, const float* in, float* out);
 

@@ -78,17 +78,8 @@ class OnnxRuntimeExtractor : public FeatureExtractor {
     ValuePtr out{nullptr, {api_}};
     std::vector<int64_t> dims;
     ORCHARD_RETURN_NOT_OK(Run(1, zeros.data(), &out, &dims));
-    if (dims.size() == 4) {
-      shape_ = {static_cast<int>(dims[1]), static_cast<int>(dims[2]), static_cast<int>(dims[3])};
-    } else if (dims.size() == 2) {
-      shape_ = {static_cast<int>(dims[1]), 1, 1};
-    } else {
-      return Status::Unsupported("feature layer '" + output_ + "' has " +
-                                 std::to_string(dims.size()) +
-                                 " dimensions; expected (N, C, H, W) or (N, C)");
-    }
-    const int64_t c = shape_[0];
-    dim_ = pooling_ == Pooling::kFlatten ? c * shape_[1] * shape_[2] : c;
+    ORCHARD_ASSIGN_OR_RETURN(shape_, FeatureShape(dims, output_));
+    dim_ = DescriptorDim(pooling_, shape_);
     return Status::OK();
   }
 

@@ -21,16 +21,9 @@ class OpenCvDnnExtractor : public FeatureExtractor {
     std::vector<float> zeros(static_cast<size_t>(3) * width_ * height_, 0.0f);
     cv::Mat out;
     ORCHARD_RETURN_NOT_OK(Forward(1, zeros.data(), &out));
-    if (out.dims == 4) {
-      shape_ = {out.size[1], out.size[2], out.size[3]};
-    } else if (out.dims == 2) {
-      shape_ = {out.size[1], 1, 1};
-    } else {
-      return Status::Unsupported("feature layer '" + layer_ + "' has " + std::to_string(out.dims) +
-                                 " dimensions; expected (N, C, H, W) or (N, C)");
-    }
-    const int64_t c = shape_[0];
-    dim_ = pooling_ == Pooling::kFlatten ? c * shape_[1] * shape_[2] : c;
+    const std::vector<int64_t> dims(out.size.p, out.size.p + out.dims);
+    ORCHARD_ASSIGN_OR_RETURN(shape_, FeatureShape(dims, layer_));
+    dim_ = DescriptorDim(pooling_, shape_);
     return Status::OK();
   }
 

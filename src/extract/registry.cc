@@ -64,6 +64,21 @@ Result<std::unique_ptr<FeatureExtractor>> CreateExtractor(const std::string& bac
   return factory(spec, options);
 }
 
+Result<std::vector<int>> FeatureShape(const std::vector<int64_t>& dims, const std::string& layer) {
+  if (dims.size() == 4) {
+    return std::vector<int>{static_cast<int>(dims[1]), static_cast<int>(dims[2]),
+                            static_cast<int>(dims[3])};
+  }
+  if (dims.size() == 2) return std::vector<int>{static_cast<int>(dims[1]), 1, 1};
+  return Status::Unsupported("feature layer '" + layer + "' has " + std::to_string(dims.size()) +
+                             " dimensions; expected (N, C, H, W) or (N, C)");
+}
+
+int64_t DescriptorDim(Pooling pooling, const std::vector<int>& shape) {
+  const int64_t c = shape.at(0);
+  return pooling == Pooling::kFlatten ? c * shape.at(1) * shape.at(2) : c;
+}
+
 void PoolFeatures(Pooling pooling, int n, int c, int hw, const float* in, float* out) {
   const size_t per_image = static_cast<size_t>(c) * static_cast<size_t>(hw);
   if (pooling == Pooling::kFlatten) {
