@@ -38,7 +38,10 @@ std::vector<std::string> Candidates(const std::string& requested) {
 Status Load(LibraryState& state) {
   std::string tried;
   void* handle = nullptr;
-  for (const std::string& candidate : Candidates(state.requested_path)) {
+  // A named vector, not a temporary in the range-for: GCC 12 -O2 -fsanitize=thread reports a
+  // false -Wfree-nonheap-object on the temporary's destruction.
+  const std::vector<std::string> candidates = Candidates(state.requested_path);
+  for (const std::string& candidate : candidates) {
     // RTLD_LOCAL: ORT's symbols stay out of the global namespace (the Python onnxruntime
     // package may bring its own copy into the same process).
     handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
