@@ -105,6 +105,24 @@ TEST(OnnxRuntime, ConcurrentExtractIsSafeAndExact) {
   }
 }
 
+// A model declared heavy (>= 4 GFLOP per image) runs a batch in chunks of a few images:
+// the same descriptors as one call on the whole batch.
+TEST(OnnxRuntime, HeavyModelsRunInChunksWithTheSameResults) {
+  ModelSpec heavy = MobileNet();
+  heavy.gflops_224 = 100.0;
+  auto chunked = CreateExtractor("onnxruntime", heavy, Options(64, 1));
+  auto whole = CreateExtractor("onnxruntime", MobileNet(), Options(64, 1));
+  ASSERT_TRUE(chunked.ok() && whole.ok());
+  const int n = 7;  // not a multiple of the chunk size
+  const auto batch = RandomBatch(n, 64, 11);
+  std::vector<float> a(n * 1280), b(n * 1280);
+  ASSERT_TRUE((*chunked)->Extract(n, batch.data(), a.data()).ok());
+  ASSERT_TRUE((*whole)->Extract(n, batch.data(), b.data()).ok());
+  for (int i = 0; i < n; ++i) {
+    EXPECT_GT(Cosine(&a[i * 1280], &b[i * 1280], 1280), 0.999999) << "image " << i;
+  }
+}
+
 TEST(OnnxRuntime, PoolingFlattenAndMax) {
   const ModelSpec spec = MobileNet();
   ExtractorOptions flatten = Options(64, 1);
