@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "orchard/model.h"
@@ -55,6 +56,10 @@ Result<std::unique_ptr<FeatureExtractor>> CreateExtractor(const std::string& bac
 // ($ORCHARD_ONNXRUNTIME_LIB, the build's copy, the loader's path). Only effective before the
 // backend's first use. Thread-safe.
 void SetOnnxRuntimeLibraryPath(const std::string& path);
+
+// The (width, height) a backend runs `spec` at: the options' size, else the model's own;
+// kInvalidArgument when another size is asked of a model that is not resizable.
+Result<std::pair<int, int>> InputSize(const ModelSpec& spec, const ExtractorOptions& options);
 
 // The (C, H, W) of a feature layer from its output's dims, batch first: (N, C, H, W), or
 // (N, C) read as (C, 1, 1). kUnsupported for any other rank, naming `layer`.

@@ -201,13 +201,8 @@ Status Configure(const OrtApi* api, OrtSessionOptions* session_options,
 
 Result<std::unique_ptr<FeatureExtractor>> CreateOnnxRuntimeExtractor(
     const ModelSpec& spec, const ExtractorOptions& options) {
-  const int width = options.width > 0 ? options.width : spec.preprocess.width;
-  const int height = options.height > 0 ? options.height : spec.preprocess.height;
-  if ((width != spec.preprocess.width || height != spec.preprocess.height) && !spec.resizable) {
-    return Status::InvalidArgument("model '" + spec.name + "' only accepts " +
-                                   std::to_string(spec.preprocess.width) + "x" +
-                                   std::to_string(spec.preprocess.height) + " input");
-  }
+  ORCHARD_ASSIGN_OR_RETURN(const auto size, InputSize(spec, options));
+  const auto [width, height] = size;
   ORCHARD_ASSIGN_OR_RETURN(const OnnxRuntime* ort, GetOnnxRuntime());
   const OrtApi* api = ort->api;
 

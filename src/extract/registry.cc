@@ -64,6 +64,17 @@ Result<std::unique_ptr<FeatureExtractor>> CreateExtractor(const std::string& bac
   return factory(spec, options);
 }
 
+Result<std::pair<int, int>> InputSize(const ModelSpec& spec, const ExtractorOptions& options) {
+  const int width = options.width > 0 ? options.width : spec.preprocess.width;
+  const int height = options.height > 0 ? options.height : spec.preprocess.height;
+  if ((width != spec.preprocess.width || height != spec.preprocess.height) && !spec.resizable) {
+    return Status::InvalidArgument("model '" + spec.name + "' only accepts " +
+                                   std::to_string(spec.preprocess.width) + "x" +
+                                   std::to_string(spec.preprocess.height) + " input");
+  }
+  return std::make_pair(width, height);
+}
+
 Result<std::vector<int>> FeatureShape(const std::vector<int64_t>& dims, const std::string& layer) {
   if (dims.size() == 4) {
     return std::vector<int>{static_cast<int>(dims[1]), static_cast<int>(dims[2]),
