@@ -54,8 +54,8 @@ json BuildInfoJson() {
 }
 
 void ManifestBuilder::SetInference(const LoadedModel& model) {
-  model_["file"] = model.spec.file.filename().string();
-  model_["sha256"] = model.spec.sha256;
+  // file and sha256 came from the constructor's spec, which is model.spec: the variant's
+  // when int8 runs.
   model_["precision"] = PrecisionName(model.precision);
   // How the cores were shared changes speed, not numbers: in the manifest, not in pca.json.
   manifest_["inference"] = {{"runs", model.layout.runs},

@@ -29,8 +29,9 @@ struct StageTimes {
 
 class ManifestBuilder {
  public:
+  // `spec`: the loaded model's (its file is the one that runs, e.g. the int8 variant).
   ManifestBuilder(const PipelineOptions& options, const ModelSpec& spec, int threads);
-  // Backend, precision that runs, and how the cores are shared by inference.
+  // The precision that runs, how the cores are shared by inference, and load warnings.
   void SetInference(const LoadedModel& model);
   void SetModelLoaded(int64_t dim, const std::vector<int>& feature_shape,
                       const ExtractorOptions& extractor, double seconds);
