@@ -33,7 +33,8 @@ struct ModelVariant {
 
 // Numeric precision of the network that runs. kInt8 uses the sidecar's "int8" variant, and
 // only on CPUs with VNNI (int8 dot-product instructions); elsewhere it falls back to fp32
-// with a warning, because without VNNI int8 kernels are no faster than fp32 ones.
+// with a warning: without VNNI, x86 int8 kernels multiply through 16-bit saturating sums
+// (VPMADDUBSW), which can overflow on some layers.
 enum class Precision { kFp32, kInt8 };
 Result<Precision> ParsePrecision(const std::string& name);
 const char* PrecisionName(Precision precision);

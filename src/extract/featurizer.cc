@@ -38,9 +38,10 @@ PrecisionChoice ChoosePrecision(Precision requested, const ModelSpec& spec, bool
                                   "quantize.py makes one)"};
   }
   if (!cpu_has_vnni) {
-    return {Precision::kFp32, std::string(name) +
-                                  " needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX), which "
-                                  "this one lacks: running fp32, which is as fast here"};
+    return {Precision::kFp32,
+            std::string(name) +
+                " runs only on CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX), which "
+                "this one lacks: running fp32"};
   }
   return {requested, ""};
 }
