@@ -1,9 +1,12 @@
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <system_error>
 
 #include "orchard/storage.h"
+#include "orchard/writer.h"
 
 namespace orchard {
 namespace {
@@ -40,6 +43,21 @@ class LocalStorage : public Storage {
     return (root_ / fs::path(key)).string();
   }
 
+  Status Write(const std::string& key, std::string_view bytes) override {
+    return WriteFileAtomically((root_ / fs::path(key)).string(), bytes);
+  }
+
+  Status Delete(const std::string& key) override {
+    std::error_code ec;
+    fs::remove(root_ / fs::path(key), ec);
+    if (ec) return Status::IOError("cannot delete " + Describe(key) + ": " + ec.message());
+    return Status::OK();
+  }
+
+  std::string LocalPath(const std::string& key) const override {
+    return (root_ / fs::path(key)).string();
+  }
+
  private:
   struct Entry {
     std::string name;
@@ -48,6 +66,8 @@ class LocalStorage : public Storage {
     std::string sort_key;
     bool is_dir = false;
     uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    uint64_t inode = 0;
   };
 
   Status Walk(const fs::path& dir, const std::string& prefix,
@@ -63,8 +83,14 @@ class LocalStorage : public Storage {
       // Links to folders are not followed, so a cyclic link cannot loop forever.
       e.is_dir = it->is_directory(ec) && !it->is_symlink(ec);
       if (!e.is_dir) {
-        const auto size = it->file_size(ec);
-        e.size = ec ? 0 : size;  // unreadable entries are still listed; Read() reports them
+        // stat() follows links like Read() does; an entry it cannot stat is still listed
+        // (size 0) and Read() reports why.
+        struct stat st {};
+        if (::stat(it->path().c_str(), &st) == 0) {
+          e.size = static_cast<uint64_t>(st.st_size);
+          e.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+          e.inode = static_cast<uint64_t>(st.st_ino);
+        }
       }
       e.sort_key = e.is_dir ? e.name + "/" : e.name;
       entries.push_back(std::move(e));
@@ -76,7 +102,7 @@ class LocalStorage : public Storage {
       if (e.is_dir) {
         ORCHARD_RETURN_NOT_OK(Walk(dir / fs::path(e.name), key, visit));
       } else {
-        ORCHARD_RETURN_NOT_OK(visit(ObjectInfo{key, e.size}));
+        ORCHARD_RETURN_NOT_OK(visit(ObjectInfo{key, e.size, "", e.mtime_ns, e.inode}));
       }
     }
     return Status::OK();
@@ -87,9 +113,13 @@ class LocalStorage : public Storage {
 
 }  // namespace
 
-Result<std::unique_ptr<Storage>> OpenLocalStorage(const std::string& root) {
+Result<std::unique_ptr<Storage>> OpenLocalStorage(const std::string& root, bool create_missing) {
   std::error_code ec;
   const fs::path path = fs::path(root);
+  if (create_missing && !fs::exists(path, ec)) {
+    fs::create_directories(path, ec);
+    if (ec) return Status::IOError("cannot create folder " + root + ": " + ec.message());
+  }
   if (!fs::exists(path, ec)) return Status::NotFound("input folder does not exist: " + root);
   if (!fs::is_directory(path, ec)) return Status::InvalidArgument("input is not a folder: " + root);
   return std::unique_ptr<Storage>(new LocalStorage(path));

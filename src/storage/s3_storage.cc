@@ -44,6 +44,7 @@ Status S3Client::Impl::ListObjects(const std::string& bucket, const std::string&
     while (const auto contents = XmlElement(*root, "Contents", &pos)) {
       const auto raw_key = XmlElement(*contents, "Key");
       const auto raw_size = XmlElement(*contents, "Size");
+      const auto raw_etag = XmlElement(*contents, "ETag");
       if (!raw_key.has_value()) {
         return Status::CorruptData("ListObjectsV2 " + location + ": an entry without <Key>");
       }
@@ -52,6 +53,12 @@ Status S3Client::Impl::ListObjects(const std::string& bucket, const std::string&
       if (url_encoded) info.key = sigv4::UriDecode(info.key, /*plus_as_space=*/true);
       info.size =
           raw_size.has_value() ? std::strtoull(std::string(*raw_size).c_str(), nullptr, 10) : 0;
+      if (raw_etag.has_value()) {
+        info.etag = XmlUnescape(*raw_etag);
+        if (info.etag.size() >= 2 && info.etag.front() == '"' && info.etag.back() == '"') {
+          info.etag = info.etag.substr(1, info.etag.size() - 2);
+        }
+      }
       // S3 lists in byte order; anything else means a broken store or a repeated page, and
       // continuing could loop forever or break the promised order.
       if (any && info.key <= last_key) {
@@ -90,7 +97,8 @@ class S3Storage : public Storage {
 
   Status List(const std::function<Status(const ObjectInfo&)>& visit) override {
     return client_->ListObjects(bucket_, prefix_, [&](const ObjectInfo& info) -> Status {
-      ObjectInfo relative{info.key.substr(prefix_.size()), info.size};
+      ObjectInfo relative = info;
+      relative.key = info.key.substr(prefix_.size());
       // Zero-byte "folder/" objects are folder markers made by consoles, not files.
       if (relative.key.empty() || (relative.key.back() == '/' && relative.size == 0)) {
         return Status::OK();
@@ -105,6 +113,14 @@ class S3Storage : public Storage {
 
   std::string Describe(const std::string& key) const override {
     return "s3://" + bucket_ + "/" + prefix_ + key;
+  }
+
+  Status Write(const std::string& key, std::string_view bytes) override {
+    return client_->PutObject(S3Url{bucket_, prefix_ + key}, bytes);
+  }
+
+  Status Delete(const std::string& key) override {
+    return client_->DeleteObject(S3Url{bucket_, prefix_ + key});
   }
 
  private:

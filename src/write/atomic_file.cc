@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -64,6 +65,14 @@ Status AtomicFile::Close() {
     return Status::IOError("cannot rename " + temp_path_ + " to " + path_ + ": " + why);
   }
   closed_ = true;
+  // The rename is durable only once the folder's entry is on disk: a journal that says a
+  // file is committed must not lose it in a power cut.
+  std::filesystem::path parent = std::filesystem::path(path_).parent_path();
+  if (parent.empty()) parent = std::filesystem::path(".");
+  if (const int dir = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY); dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
   return Status::OK();
 }
 
