@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "orchard/preprocess.h"
@@ -92,5 +93,7 @@ const std::vector<KnownPreset>& KnownPresets();
 
 // Lower-case hex sha256 of a file.
 Result<std::string> Sha256File(const std::filesystem::path& path);
+// Lower-case hex sha256 of bytes in memory.
+std::string Sha256Hex(std::string_view bytes);
 
 }  // namespace orchard
