@@ -1,7 +1,11 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <stdexcept>
 
@@ -48,6 +52,47 @@ ScratchDir::ScratchDir() {
 ScratchDir::~ScratchDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+// Copies the first `per_class` training images of each class, then adds broken files.
+void MakeFruitsInput(const std::filesystem::path& dir, int per_class, bool broken) {
+  for (const auto& cls : std::filesystem::directory_iterator(FruitsMiniDir() / "Training")) {
+    std::vector<std::filesystem::path> files;
+    for (const auto& f : std::filesystem::directory_iterator(cls.path())) files.push_back(f.path());
+    std::sort(files.begin(), files.end());
+    for (int i = 0; i < per_class && i < static_cast<int>(files.size()); ++i) {
+      std::filesystem::create_directories(dir / cls.path().filename());
+      std::filesystem::copy_file(files[i], dir / cls.path().filename() / files[i].filename());
+    }
+  }
+  if (!broken) return;
+  const std::filesystem::path bad = dir / "zz_broken";
+  WriteFileBytes(bad / "empty.jpg", {});
+  const std::string text = "not an image";
+  WriteFileBytes(bad / "text.jpg", {text.begin(), text.end()});
+  std::vector<std::filesystem::path> jpegs;
+  for (const auto& f :
+       std::filesystem::recursive_directory_iterator(FruitsMiniDir() / "Training")) {
+    if (f.path().extension() == ".jpg" && f.file_size() > 10000) jpegs.push_back(f.path());
+  }
+  ASSERT_FALSE(jpegs.empty());
+  auto jpeg = ReadFileBytes(*std::min_element(jpegs.begin(), jpegs.end()));
+  jpeg.resize(2000);
+  WriteFileBytes(bad / "truncated.jpg", jpeg);
+  WriteFileBytes(bad / "notes.txt", {'h', 'i'});
+  // A PNG header claiming 20000 x 20000 pixels (a decompression bomb).
+  std::vector<uint8_t> bomb = {0x89, 'P',  'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A, 0,    0, 0,
+                               13,   'I',  'H', 'D', 'R',  0,    0,    0x4E, 0x20, 0, 0,
+                               0x4E, 0x20, 8,   2,   0,    0,    0,    0,    0,    0, 0};
+  WriteFileBytes(bad / "bomb.png", bomb);
+  // Valid but unusual images: they must be processed, not rejected.
+  cv::Mat rgba(40, 30, CV_8UC4, cv::Scalar(10, 200, 30, 0));
+  std::vector<uint8_t> png;
+  cv::imencode(".png", rgba, png);
+  WriteFileBytes(dir / "odd/alpha.png", png);
+  cv::Mat gray16(30, 40, CV_16UC1, cv::Scalar(40000));
+  cv::imencode(".png", gray16, png);
+  WriteFileBytes(dir / "odd/gray16.PNG", png);
 }
 
 }  // namespace orchard::testing

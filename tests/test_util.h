@@ -20,6 +20,11 @@ std::filesystem::path FruitsMiniDir();
 std::vector<uint8_t> ReadFileBytes(const std::filesystem::path& path);
 void WriteFileBytes(const std::filesystem::path& path, const std::vector<uint8_t>& bytes);
 
+// Copies the first `per_class` Fruits-360 training images of each class into `dir/<class>/`;
+// with `broken`, adds broken files (empty, text, truncated, a decompression bomb, a .txt) in
+// zz_broken/ and two unusual but valid PNGs in odd/.
+void MakeFruitsInput(const std::filesystem::path& dir, int per_class, bool broken);
+
 // Parses an RFC 4180 CSV file (quoted fields, doubled quotes, line breaks inside quotes).
 std::vector<std::vector<std::string>> ReadCsv(const std::filesystem::path& path);
 

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "orchard/writer.h"
+#include "util/crash_point.h"
 
 namespace orchard {
 namespace fs = std::filesystem;
@@ -35,8 +36,10 @@ Result<std::unique_ptr<RunLocations>> RunLocations::Open(const PipelineOptions& 
         client->CheckWritable(probe).WithContext("output " + options.output + " is not writable"));
     l->output_url_ = url.ToString();
     l->output_dir_ = work_dir / "output";
+    ORCHARD_ASSIGN_OR_RETURN(l->output_, OpenS3Storage(l->output_url_, client));
   } else {
     l->output_dir_ = options.output;
+    ORCHARD_ASSIGN_OR_RETURN(l->output_, OpenLocalStorage(options.output, /*create_missing=*/true));
   }
   std::error_code ec;
   fs::create_directories(l->output_dir_, ec);
@@ -89,6 +92,7 @@ Status RunLocations::Publish(const std::vector<std::string>& names) {
   for (const std::string& name : names) {
     const fs::path local = output_dir_ / name;
     if (!fs::exists(local)) continue;
+    CrashPoint("publish");
     ORCHARD_RETURN_NOT_OK(client->UploadFile(local.string(), S3Url{base.bucket, base.key + name}));
   }
   return Status::OK();

@@ -23,6 +23,8 @@ class RunLocations {
                                                     const std::filesystem::path& work_dir);
 
   Storage& input() { return *input_; }
+  // The output location as a storage (the descriptor store is written through it).
+  Storage& output() { return *output_; }
   // The local folder the outputs are written to (the output itself, or a staging folder).
   const std::filesystem::path& output_dir() const { return output_dir_; }
   // A local path or preset name for ResolveModel: an s3:// model (its .onnx or .json) is
@@ -39,6 +41,7 @@ class RunLocations {
   S3Options s3_options_;
   std::shared_ptr<S3Client> client_;
   std::unique_ptr<Storage> input_;
+  std::unique_ptr<Storage> output_;
   std::string output_url_;  // empty for a local output
   std::filesystem::path output_dir_;
   std::filesystem::path work_dir_;

@@ -38,6 +38,8 @@ class ManifestBuilder {
   void SetCounts(int64_t listed, int64_t processed, int64_t failed);
   void SetPca(const PcaModel& pca, const PcaOptions& options);
   void SetFailure(const std::string& reason);
+  // What the descriptor store gave and got: mode, reused and featurized images, segments.
+  void SetStore(const nlohmann::json& store) { manifest_["store"] = store; }
   StageTimes& times() { return times_; }
   // The model block, also copied into pca.json.
   const nlohmann::json& ModelJson() const { return model_; }

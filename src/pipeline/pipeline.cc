@@ -1,27 +1,28 @@
+// The run, start to end: the phases below, each in its own module.
+//
+//   output check (output_guard) -> model -> store check (descriptor_store) -> listing
+//   -> featurize what the store lacks (featurize_stage), committing segments as it goes
+//   -> fit the PCA on every stored descriptor of the listing (result_walk)
+//   -> project them into the sinks (sink.h) -> pca.json, manifest.json -> publish
 #include "orchard/pipeline.h"
 
-#include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <condition_variable>
 #include <filesystem>
-#include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
-#include "orchard/csv.h"
+#include "orchard/descriptor_store.h"
 #include "orchard/extractor.h"
-#include "orchard/featurizer.h"
-#include "orchard/image.h"
 #include "orchard/pca_io.h"
-#include "orchard/preprocess.h"
+#include "orchard/sink.h"
 #include "orchard/storage.h"
 #include "orchard/writer.h"
-#include "pipeline/bounded_queue.h"
+#include "pipeline/featurize_stage.h"
 #include "pipeline/locations.h"
 #include "pipeline/manifest.h"
+#include "pipeline/output_guard.h"
+#include "pipeline/result_walk.h"
 #include "pipeline/spill.h"
+#include "util/crash_point.h"
 
 namespace orchard {
 namespace {
@@ -33,215 +34,6 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// One listed object on its way through the chain.
-struct Item {
-  std::string key;
-  bool is_image = false;
-};
-
-// The unit of work: consecutive listed objects holding up to `batch` images, numbered in
-// listing order. Output order follows `seq`, whatever thread prepared the unit.
-struct WorkUnit {
-  int64_t seq = 0;
-  std::vector<Item> items;
-};
-
-struct ItemOutcome {
-  std::string key;
-  bool ok = false;
-  std::string stage;  // where it failed: list, read, decode, preprocess, extract
-  std::string message;
-};
-
-// A unit after reading, decoding and preprocessing, then inference: the tensor holds the
-// good images only, and is replaced by their descriptors once extracted.
-struct PreparedBatch {
-  int64_t seq = 0;
-  std::vector<ItemOutcome> outcomes;
-  int good = 0;
-  std::vector<float> tensor;
-  std::vector<float> features;  // good x dim, after Extract
-  StageTimes times;
-};
-
-// Runs a prepared batch through the model, at most `runs` batches at once across the
-// workers. A failing forward pass fails its images, not the run: they go to errors.csv.
-class Inference {
- public:
-  Inference(const LoadedModel& model, int runs) : model_(model), slots_(runs) {}
-
-  void Extract(PreparedBatch& batch) {
-    if (batch.good == 0) return;
-    batch.features.resize(static_cast<size_t>(batch.good) *
-                          static_cast<size_t>(model_.extractor->dim()));
-    Status status;
-    {
-      std::unique_lock lock(mutex_);
-      free_.wait(lock, [&] { return slots_ > 0; });
-      --slots_;
-    }
-    const auto start = Clock::now();
-    try {
-      status = model_.extractor->Extract(batch.good, batch.tensor.data(), batch.features.data());
-    } catch (const std::exception& e) {  // a backend bug must not end the process
-      status = Status::Internal(std::string("inference threw: ") + e.what());
-    }
-    batch.times.extract += SecondsSince(start);
-    {
-      std::lock_guard lock(mutex_);
-      ++slots_;
-    }
-    free_.notify_one();
-    batch.tensor = {};  // the descriptors are all that travels on
-    if (!status.ok()) {
-      for (ItemOutcome& o : batch.outcomes) {
-        if (o.ok) o = {o.key, false, "extract", status.message()};
-      }
-      batch.good = 0;
-      batch.features.clear();
-    }
-  }
-
- private:
-  const LoadedModel& model_;
-  std::mutex mutex_;
-  std::condition_variable free_;
-  int slots_;
-};
-
-// A stop signal shared by the stages, holding the first fatal error.
-class RunState {
- public:
-  explicit RunState(const std::atomic<bool>* cancel) : cancel_(cancel) {}
-  void Fail(Status status) {
-    std::lock_guard lock(mutex_);
-    if (status_.ok()) status_ = std::move(status);
-    failed_ = true;
-  }
-  bool stopped() const { return failed_ || (cancel_ != nullptr && cancel_->load()); }
-  Status status() const {
-    std::lock_guard lock(mutex_);
-    if (!status_.ok()) return status_;
-    if (cancel_ != nullptr && cancel_->load()) return Status::Cancelled("run cancelled");
-    return Status::OK();
-  }
-
- private:
-  const std::atomic<bool>* cancel_;
-  mutable std::mutex mutex_;
-  Status status_;
-  std::atomic<bool> failed_{false};
-};
-
-Status WriteListing(Storage& storage, const PipelineOptions& options, RecordWriter& listing,
-                    int64_t* listed, int64_t* images, RunState& state) {
-  const Status limit_reached = Status::Cancelled("limit reached");
-  Status status = storage.List([&](const ObjectInfo& info) -> Status {
-    if (state.stopped()) return state.status();
-    const bool is_image = HasImageExtension(info.key);
-    ORCHARD_RETURN_NOT_OK(listing.Write({info.key, is_image ? "1" : "0"}));
-    ++*listed;
-    if (is_image && ++*images == options.limit) return limit_reached;
-    return Status::OK();
-  });
-  if (status.code() == StatusCode::kCancelled && status.message() == limit_reached.message()) {
-    status = Status::OK();
-  }
-  ORCHARD_RETURN_NOT_OK(status);
-  return listing.Close();
-}
-
-// Reads the listing and cuts it into work units of up to `batch` images.
-void Dispatch(const fs::path& listing_path, int batch, BoundedQueue<WorkUnit>& units,
-              RunState& state) {
-  auto reader = RecordReader::Open(listing_path);
-  if (!reader.ok()) {
-    state.Fail(reader.status());
-    units.Close();
-    return;
-  }
-  WorkUnit unit;
-  int images = 0;
-  std::vector<std::string> fields;
-  while (!state.stopped()) {
-    auto more = (*reader)->Next(&fields);
-    if (!more.ok()) {
-      state.Fail(more.status());
-      break;
-    }
-    if (!*more) break;
-    Item item{fields.at(0), fields.at(1) == "1"};
-    images += item.is_image;
-    unit.items.push_back(std::move(item));
-    if (images == batch) {
-      const int64_t next = unit.seq + 1;
-      if (!units.Push(std::move(unit), 0)) break;
-      unit = WorkUnit{next, {}};
-      images = 0;
-    }
-  }
-  if (!unit.items.empty() && !state.stopped()) units.Push(std::move(unit), 0);
-  units.Close();
-}
-
-class Preparer {
- public:
-  Preparer(Storage& storage, const PreprocessSpec& spec, const DecodeOptions& decode)
-      : storage_(storage), spec_(spec), decode_(decode) {}
-
-  PreparedBatch Prepare(WorkUnit unit) const {
-    PreparedBatch batch;
-    batch.seq = unit.seq;
-    const size_t elements = TensorElements(spec_);
-    int images = 0;
-    for (const Item& item : unit.items) images += item.is_image;
-    batch.tensor.resize(elements * static_cast<size_t>(images));
-    for (Item& item : unit.items) {
-      ItemOutcome outcome{std::move(item.key), false, "", ""};
-      if (!item.is_image) {
-        outcome.stage = "list";
-        outcome.message = "not an image file name (accepted: .jpg .jpeg .png .webp .bmp)";
-      } else {
-        Status status = PrepareOne(outcome.key, batch.tensor.data() + elements * batch.good,
-                                   batch.times, &outcome.stage);
-        outcome.ok = status.ok();
-        if (status.ok()) {
-          ++batch.good;
-        } else {
-          outcome.message = status.message();
-        }
-      }
-      batch.outcomes.push_back(std::move(outcome));
-    }
-    batch.tensor.resize(elements * static_cast<size_t>(batch.good));
-    return batch;
-  }
-
- private:
-  Status PrepareOne(const std::string& key, float* out, StageTimes& times,
-                    std::string* stage) const {
-    auto start = Clock::now();
-    *stage = "read";
-    auto bytes = storage_.Read(key);
-    times.read += SecondsSince(start);
-    if (!bytes.ok()) return bytes.status();
-    start = Clock::now();
-    *stage = "decode";
-    auto image = DecodeImage(*bytes, decode_);
-    times.decode += SecondsSince(start);
-    if (!image.ok()) return image.status();
-    start = Clock::now();
-    *stage = "preprocess";
-    Status status = Preprocess(*image, spec_, out);
-    times.preprocess += SecondsSince(start);
-    return status;
-  }
-
-  Storage& storage_;
-  const PreprocessSpec& spec_;
-  const DecodeOptions& decode_;
-};
-
 PcaOptions PcaOptionsFrom(const PipelineOptions& options) {
   PcaOptions pca;
   pca.components = options.pca_components;
@@ -250,34 +42,245 @@ PcaOptions PcaOptionsFrom(const PipelineOptions& options) {
   return pca;
 }
 
-}  // namespace
-
-Status ValidatePipelineOptions(const PipelineOptions& options) {
-  if (options.input.empty()) return Status::InvalidArgument("--input is required");
-  if (options.output.empty()) return Status::InvalidArgument("--output is required");
-  if (options.pca_components != 0 && options.pca_variance != 0.0) {
-    return Status::InvalidArgument("give either --pca-components or --pca-variance, not both");
-  }
-  if (options.pca_components < 0)
-    return Status::InvalidArgument("--pca-components must be positive");
-  if (options.pca_variance < 0.0 || options.pca_variance > 1.0) {
-    return Status::InvalidArgument("--pca-variance must be in (0, 1]");
-  }
-  if (options.batch < 1 || options.batch > 4096)
-    return Status::InvalidArgument("--batch must be in 1..4096");
-  if (options.threads < 0 || options.threads > 1024)
-    return Status::InvalidArgument("--threads must be in 0..1024");
-  if (options.parallel_runs < 0 || options.parallel_runs > 1024)
-    return Status::InvalidArgument("--parallel-runs must be in 0..1024");
-  if (options.size < 0 || options.size > 4096)
-    return Status::InvalidArgument("--size must be in 1..4096");
-  if (options.limit < 0) return Status::InvalidArgument("--limit must be positive");
-  if (options.max_pixels == 0) return Status::InvalidArgument("--max-pixels must be positive");
-  return Status::OK();
+StoreFingerprint FingerprintOf(const LoadedModel& loaded, const PipelineOptions& options) {
+  StoreFingerprint f;
+  f.model_name = loaded.spec.name;
+  f.model_sha256 = loaded.spec.sha256;
+  f.backend = options.backend;
+  f.precision = PrecisionName(loaded.precision);
+  f.feature_layer = loaded.spec.feature_layer;
+  f.pooling = PoolingName(loaded.extractor_options.pooling);
+  f.input_width = loaded.extractor_options.width;
+  f.input_height = loaded.extractor_options.height;
+  f.dim = loaded.extractor->dim();
+  f.jpeg_dct_scaling = options.jpeg_dct_scaling;
+  f.max_pixels = options.max_pixels;
+  return f;
 }
 
+// Collects featurized batches into segments and commits them to the store: at least every
+// commit_images images or commit_seconds seconds, always at a batch boundary, so that what
+// is stored is always whole batches of the listing's leading images still to do.
+class SegmentCommitter {
+ public:
+  SegmentCommitter(DescriptorStore& store, StoreIndex& index, const PipelineOptions& options,
+                   int64_t dim)
+      : store_(store), index_(index), options_(options), dim_(dim) {
+    generation_ = index.next_generation();
+    Reset();
+  }
+
+  Status Add(FeaturizedBatch& batch) {
+    for (ItemOutcome& o : batch.outcomes) {
+      SegmentItem item{std::move(o.key), std::move(o.content_id), -1, std::move(o.stage),
+                       std::move(o.message)};
+      if (o.ok) item.row = rows_++;
+      segment_.items.push_back(std::move(item));
+    }
+    segment_.descriptors.insert(segment_.descriptors.end(), batch.features.begin(),
+                                batch.features.end());
+    if (static_cast<int64_t>(segment_.items.size()) >= options_.commit_images ||
+        SecondsSince(started_) >= options_.commit_seconds) {
+      return Flush();
+    }
+    return Status::OK();
+  }
+
+  Status Flush() {
+    if (segment_.items.empty()) return Status::OK();
+    segment_.name = SegmentName(generation_, sequence_++);
+    ORCHARD_RETURN_NOT_OK(store_.Commit(segment_));
+    CrashPoint("committed");
+    index_.Add(segment_);
+    ++committed_;
+    Reset();
+    return Status::OK();
+  }
+
+  int64_t committed() const { return committed_; }
+  int64_t generation() const { return generation_; }
+
+ private:
+  void Reset() {
+    segment_ = Segment{};
+    segment_.dim = dim_;
+    rows_ = 0;
+    started_ = Clock::now();
+  }
+
+  DescriptorStore& store_;
+  StoreIndex& index_;
+  const PipelineOptions& options_;
+  int64_t dim_;
+  int64_t generation_ = 1;
+  int64_t sequence_ = 0;
+  int64_t committed_ = 0;
+  Segment segment_;
+  int64_t rows_ = 0;
+  Clock::time_point started_;
+};
+
+// Lists the input into `listing` ([key, is_image, content id]) and the images the store has
+// no outcome for (or an outcome for other content) into `todo` ([key, content id]).
+struct ListCounts {
+  int64_t listed = 0;
+  int64_t images = 0;
+  int64_t reused = 0;
+  int64_t reused_failed = 0;
+};
+
+Status ListInput(Storage& input, const PipelineOptions& options, const StoreIndex& index,
+                 const fs::path& listing_path, const fs::path& todo_path, RunState& state,
+                 ListCounts* counts) {
+  ORCHARD_ASSIGN_OR_RETURN(auto listing, RecordWriter::Create(listing_path));
+  ORCHARD_ASSIGN_OR_RETURN(auto todo, RecordWriter::Create(todo_path));
+  const Status limit_reached = Status::Cancelled("limit reached");
+  Status status = input.List([&](const ObjectInfo& info) -> Status {
+    if (state.stopped()) return state.status();
+    CrashPoint("list");
+    const bool is_image = HasImageExtension(info.key);
+    const std::string content_id = ContentIdentity(info);
+    ORCHARD_RETURN_NOT_OK(listing->Write({info.key, is_image ? "1" : "0", content_id}));
+    ++counts->listed;
+    if (!is_image) return Status::OK();
+    const StoreIndex::Entry* stored = index.Find(info.key);
+    if (stored != nullptr && stored->content_id == content_id) {
+      ++counts->reused;
+      counts->reused_failed += stored->row < 0;
+    } else {
+      ORCHARD_RETURN_NOT_OK(todo->Write({info.key, content_id}));
+    }
+    if (++counts->images == options.limit) return limit_reached;
+    return Status::OK();
+  });
+  if (status.code() == StatusCode::kCancelled && status.message() == limit_reached.message()) {
+    status = Status::OK();
+  }
+  ORCHARD_RETURN_NOT_OK(status);
+  ORCHARD_RETURN_NOT_OK(listing->Close());
+  return todo->Close();
+}
+
+// Everything a run needs before it lists: work folder, locations, the output checked, the
+// model loaded, the store's fingerprint checked (or written) and its index read.
+struct RunSetup {
+  std::unique_ptr<WorkDir> work;
+  std::unique_ptr<RunLocations> locations;
+  LoadedModel loaded;
+  std::unique_ptr<ManifestBuilder> manifest;
+  std::unique_ptr<DescriptorStore> store;
+  StoreIndex index;
+  int threads = 1;
+  int64_t dim = 0;
+};
+
+Result<std::unique_ptr<RunSetup>> SetUp(const RunPlan& plan,
+                                        const std::function<void(const std::string&)>& warn) {
+  const PipelineOptions& options = plan.options();
+  auto setup = std::make_unique<RunSetup>();
+  setup->threads = EffectiveThreads(options.threads);
+  ORCHARD_ASSIGN_OR_RETURN(setup->work, WorkDir::Create(options.work_dir));
+  ORCHARD_ASSIGN_OR_RETURN(setup->locations, RunLocations::Open(options, setup->work->path()));
+  // What is in the output decides what the run may do, before anything is written there.
+  ORCHARD_ASSIGN_OR_RETURN(OutputState output_state,
+                           PrepareOutput(setup->locations->output(), options.output, plan));
+
+  // The model next: a wrong model or a too large descriptor fails before any image is read.
+  FeaturizerOptions model_options;
+  ORCHARD_ASSIGN_OR_RETURN(model_options.model, setup->locations->LocalModel(options.model));
+  model_options.backend = options.backend;
+  model_options.precision = options.precision;
+  model_options.size = options.size;
+  model_options.pooling = options.pooling;
+  model_options.threads = setup->threads;
+  model_options.parallel_runs = options.parallel_runs;
+  model_options.max_pixels = options.max_pixels;
+  model_options.jpeg_dct_scaling = options.jpeg_dct_scaling;
+  auto setup_start = Clock::now();
+  ORCHARD_ASSIGN_OR_RETURN(setup->loaded, LoadModel(model_options));
+  const LoadedModel& loaded = setup->loaded;
+  setup->manifest = std::make_unique<ManifestBuilder>(options, loaded.spec, setup->threads);
+  setup->manifest->SetInference(loaded);
+  if (loaded.spec.random_weights()) warn(RandomWeightsWarning(loaded.spec));
+  for (const std::string& warning : loaded.warnings) warn(warning);
+  setup->dim = loaded.extractor->dim();
+  if (options.pca_components > setup->dim) {
+    return Status::InvalidArgument(
+        plan.Name("pca_components") + " " + std::to_string(options.pca_components) +
+        " is more than the descriptor dimension " + std::to_string(setup->dim));
+  }
+  if (setup->dim > options.max_pca_dim) {  // the accumulator's own message says what to do
+    ORCHARD_RETURN_NOT_OK(PcaAccumulator::Create(setup->dim, options.max_pca_dim).status());
+  }
+  setup->manifest->SetModelLoaded(setup->dim, loaded.extractor->feature_shape(),
+                                  loaded.extractor_options, SecondsSince(setup_start));
+
+  // The store: descriptors made with other settings are never mixed with this run's.
+  setup->store = std::make_unique<DescriptorStore>(setup->locations->output(),
+                                                   setup->work->path() / "segments");
+  const StoreFingerprint fingerprint = FingerprintOf(loaded, options);
+  if (output_state.has_store) {
+    ORCHARD_ASSIGN_OR_RETURN(StoreFingerprint stored, setup->store->ReadFingerprint());
+    const std::vector<std::string> differences = fingerprint.Differences(stored);
+    if (!differences.empty()) {
+      std::string list;
+      for (const std::string& d : differences) list += "\n  " + d;
+      return Status::InvalidArgument(
+          "the descriptors stored in " + options.output +
+          " were made with other settings, and mixing them would be wrong:" + list +
+          "\nRun with the same model and options, or pass " + plan.Name("overwrite") +
+          " to recompute everything (nothing was changed)");
+    }
+  } else {
+    ORCHARD_RETURN_NOT_OK(setup->store->WriteFingerprint(fingerprint));
+  }
+  ORCHARD_ASSIGN_OR_RETURN(setup->index, setup->store->LoadIndex(setup->dim));
+  return setup;
+}
+
+}  // namespace
+
 Result<RunSummary> RunPipeline(const PipelineOptions& options) {
-  ORCHARD_RETURN_NOT_OK(ValidatePipelineOptions(options));
+  ORCHARD_ASSIGN_OR_RETURN(RunPlan plan, RunPlan::Make(options, OptionStyle::kApi));
+  return RunPipeline(plan);
+}
+
+Result<PendingImages> FindPendingImages(const RunPlan& plan) {
+  ORCHARD_ASSIGN_OR_RETURN(auto setup, SetUp(plan, [](const std::string&) {}));
+  RunState state(plan.options().cancel);
+  ListCounts listed;
+  const fs::path listing_path = setup->work->path() / "listing";
+  const fs::path todo_path = setup->work->path() / "todo";
+  ORCHARD_RETURN_NOT_OK(ListInput(setup->locations->input(), plan.options(), setup->index,
+                                  listing_path, todo_path, state, &listed));
+  PendingImages pending;
+  pending.listed = listed.listed;
+  pending.reused = listed.reused;
+  pending.generation = setup->index.next_generation();
+  pending.dim = setup->dim;
+  ORCHARD_ASSIGN_OR_RETURN(auto todo, RecordReader::Open(todo_path));
+  std::vector<std::string> fields;
+  for (;;) {
+    ORCHARD_ASSIGN_OR_RETURN(bool more, todo->Next(&fields));
+    if (!more) break;
+    pending.images.emplace_back(std::move(fields.at(0)), std::move(fields.at(1)));
+  }
+  return pending;
+}
+
+Status CommitSegment(const std::string& output, const S3Options& s3, const Segment& segment) {
+  std::unique_ptr<Storage> storage;
+  if (IsS3Url(output)) {
+    ORCHARD_ASSIGN_OR_RETURN(storage, OpenS3Storage(output, s3));
+  } else {
+    ORCHARD_ASSIGN_OR_RETURN(storage, OpenLocalStorage(output, /*create_missing=*/true));
+  }
+  DescriptorStore store(*storage, std::filesystem::temp_directory_path());
+  return store.Commit(segment);
+}
+
+Result<RunSummary> RunPipeline(const RunPlan& plan) {
+  const PipelineOptions& options = plan.options();
   const auto run_start = Clock::now();
   RunState state(options.cancel);
   auto warn = [&](const std::string& message) {
@@ -287,208 +290,131 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
     p.elapsed_seconds = SecondsSince(run_start);
     if (options.on_progress) options.on_progress(p);
   };
-  const int threads = EffectiveThreads(options.threads);
-
-  ORCHARD_ASSIGN_OR_RETURN(auto work, WorkDir::Create(options.work_dir));
-  ORCHARD_ASSIGN_OR_RETURN(auto locations, RunLocations::Open(options, work->path()));
-  Storage& storage = locations->input();
-  const fs::path out_dir = locations->output_dir();
-
-  // The model next: a wrong model or a too large descriptor fails before any image is read.
-  FeaturizerOptions model_options;
-  ORCHARD_ASSIGN_OR_RETURN(model_options.model, locations->LocalModel(options.model));
-  model_options.backend = options.backend;
-  model_options.precision = options.precision;
-  model_options.size = options.size;
-  model_options.pooling = options.pooling;
-  model_options.threads = threads;
-  model_options.parallel_runs = options.parallel_runs;
-  model_options.max_pixels = options.max_pixels;
-  model_options.jpeg_dct_scaling = options.jpeg_dct_scaling;
-  auto setup_start = Clock::now();
-  ORCHARD_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_options));
+  ORCHARD_ASSIGN_OR_RETURN(auto setup, SetUp(plan, warn));
+  const int threads = setup->threads;
+  const int64_t dim = setup->dim;
+  const LoadedModel& loaded = setup->loaded;
   const ModelSpec& spec = loaded.spec;
-  const PreprocessSpec& preprocess = loaded.preprocess;
-  FeatureExtractor* extractor = loaded.extractor.get();
-  ManifestBuilder manifest(options, spec, threads);
-  manifest.SetInference(loaded);
-  if (spec.random_weights()) warn(RandomWeightsWarning(spec));
-  for (const std::string& warning : loaded.warnings) warn(warning);
-  const int64_t dim = extractor->dim();
+  ManifestBuilder& manifest = *setup->manifest;
+  DescriptorStore& store = *setup->store;
+  StoreIndex& index = setup->index;
+  RunLocations* locations = setup->locations.get();
+  WorkDir* work = setup->work.get();
+  Storage& input = locations->input();
+  const fs::path out_dir = locations->output_dir();
   ORCHARD_ASSIGN_OR_RETURN(PcaAccumulator accumulator,
                            PcaAccumulator::Create(dim, options.max_pca_dim));
   const PcaOptions pca_options = PcaOptionsFrom(options);
-  if (pca_options.components > dim) {
-    return Status::InvalidArgument("--pca-components " + std::to_string(pca_options.components) +
-                                   " is more than the descriptor dimension " + std::to_string(dim));
-  }
-  manifest.SetModelLoaded(dim, extractor->feature_shape(), loaded.extractor_options,
-                          SecondsSince(setup_start));
 
-  // Pass 0: list into a spill file, so the total is known and memory stays flat.
+  // Listing: what there is, and what the store does not have yet.
   progress({0, 0, 0, 0.0, "listing"});
   auto list_start = Clock::now();
-  int64_t listed = 0, images = 0;
-  {
-    ORCHARD_ASSIGN_OR_RETURN(auto listing, RecordWriter::Create(work->path() / "listing"));
-    ORCHARD_RETURN_NOT_OK(WriteListing(storage, options, *listing, &listed, &images, state));
-  }
+  ListCounts listed;
+  const fs::path listing_path = work->path() / "listing";
+  const fs::path todo_path = work->path() / "todo";
+  ORCHARD_RETURN_NOT_OK(ListInput(input, options, index, listing_path, todo_path, state, &listed));
   manifest.times().list = SecondsSince(list_start);
 
-  // Pass 1: descriptors, PCA statistics and the error report, in listing order.
-  ORCHARD_ASSIGN_OR_RETURN(auto errors_file, AtomicFile::Create((out_dir / "errors.csv").string()));
-  ORCHARD_RETURN_NOT_OK(errors_file->Append("path,stage,message\n"));
-  ORCHARD_ASSIGN_OR_RETURN(auto raw_spill, FloatSpill::Create(work->path() / "descriptors", dim));
-  ORCHARD_ASSIGN_OR_RETURN(auto rows_spill, RecordWriter::Create(work->path() / "rows"));
-
-  const DecodeOptions& decode_options = loaded.decode;
-  const size_t batch_bytes =
-      TensorElements(preprocess) * sizeof(float) * static_cast<size_t>(options.batch);
-  BoundedQueue<WorkUnit> units(static_cast<size_t>(2 * threads), SIZE_MAX);
-  // Two batches per decode thread are enough to keep the model busy; more only costs memory.
-  BoundedQueue<PreparedBatch> prepared(static_cast<size_t>(threads + 1),
-                                       std::max(batch_bytes * 2, size_t{64} << 20));
-  Preparer preparer(storage, preprocess, decode_options);
-  Inference inference(loaded, loaded.layout.runs);
-
-  std::thread dispatcher(Dispatch, work->path() / "listing", options.batch, std::ref(units),
-                         std::ref(state));
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&] {
-      while (auto unit = units.Pop()) {
-        if (state.stopped()) break;
-        PreparedBatch batch = preparer.Prepare(std::move(*unit));
-        inference.Extract(batch);
-        const size_t bytes = batch.features.size() * sizeof(float);
-        if (!prepared.Push(std::move(batch), bytes)) break;
-      }
-    });
-  }
-  // The last worker to leave closes the queue; simpler: join them on a helper thread.
-  std::thread closer([&] {
-    for (auto& w : workers) w.join();
-    prepared.Close();
-  });
-
-  int64_t processed = 0, failed = 0;
-  std::map<int64_t, PreparedBatch> pending;  // bounded by the units in flight
-  int64_t next_seq = 0;
-  auto consume = [&](PreparedBatch& batch) -> Status {
-    manifest.times().Add(batch.times);
-    if (batch.good > 0) {
-      const auto start = Clock::now();
-      ORCHARD_RETURN_NOT_OK(accumulator.Accumulate(batch.good, batch.features.data()));
-      manifest.times().pca_accumulate += SecondsSince(start);
-      ORCHARD_RETURN_NOT_OK(raw_spill->Append(batch.good, batch.features.data()));
-    }
-    for (const ItemOutcome& o : batch.outcomes) {
-      if (o.ok) {
-        ORCHARD_RETURN_NOT_OK(rows_spill->Write({o.key, LabelOf(o.key)}));
-        ++processed;
-      } else {
-        ORCHARD_RETURN_NOT_OK(errors_file->Append(CsvField(o.key) + "," + o.stage + "," +
-                                                  CsvField(o.message) + "\n"));
-        ++failed;
-      }
-    }
-    return Status::OK();
-  };
-  while (auto batch = prepared.Pop()) {
-    if (state.stopped()) continue;  // drain so that producers can exit
-    pending.emplace(batch->seq, std::move(*batch));
-    for (auto it = pending.find(next_seq); it != pending.end(); it = pending.find(next_seq)) {
-      Status status = consume(it->second);
-      pending.erase(it);
-      ++next_seq;
-      if (!status.ok()) {
-        state.Fail(status);
-        units.Close();
-        prepared.Close();
-        break;
-      }
-      progress({images, processed, failed, 0.0, "extracting"});
-    }
-  }
-  units.Close();
-  dispatcher.join();
-  closer.join();
+  // Featurize what is missing, committing segments as they fill.
+  int64_t done = listed.reused - listed.reused_failed;
+  int64_t failed = listed.reused_failed;
+  SegmentCommitter committer(store, index, options, dim);
+  FeaturizeStageOptions stage_options{threads, options.batch};
+  progress({listed.images, done, failed, 0.0, "extracting"});
+  ORCHARD_RETURN_NOT_OK(FeaturizeStage(
+      todo_path, input, loaded, stage_options, state, [&](FeaturizedBatch& batch) -> Status {
+        manifest.times().Add(batch.times);
+        done += batch.good;
+        failed += static_cast<int64_t>(batch.outcomes.size()) - batch.good;
+        ORCHARD_RETURN_NOT_OK(committer.Add(batch));
+        progress({listed.images, done, failed, 0.0, "extracting"});
+        return Status::OK();
+      }));
+  ORCHARD_RETURN_NOT_OK(committer.Flush());
   ORCHARD_RETURN_NOT_OK(state.status());
-  ORCHARD_RETURN_NOT_OK(rows_spill->Close());
-  ORCHARD_RETURN_NOT_OK(errors_file->Close());
+
+  // Pass 1: the PCA statistics of every descriptor of the listing, and errors.csv.
+  progress({listed.images, done, failed, 0.0, "fitting PCA"});
+  auto accumulate_start = Clock::now();
+  ORCHARD_ASSIGN_OR_RETURN(auto errors, ErrorSink::Create(out_dir));
+  ORCHARD_ASSIGN_OR_RETURN(WalkCounts counts,
+                           WalkResults(
+                               listing_path, index, store, dim,
+                               [&](const DescriptorChunk& chunk) {
+                                 CrashPoint("accumulate");
+                                 return accumulator.Accumulate(chunk.n, chunk.raw.data());
+                               },
+                               [&](const ErrorRow& row) { return errors->Write(row); }));
+  ORCHARD_RETURN_NOT_OK(errors->Commit());
+  manifest.times().pca_accumulate = SecondsSince(accumulate_start);
 
   RunSummary summary;
-  summary.listed = listed;
-  summary.processed = processed;
-  summary.failed = failed;
+  summary.listed = listed.listed;
+  summary.processed = counts.processed;
+  summary.failed = counts.failed;
+  summary.reused = listed.reused;
+  summary.featurized = listed.images - listed.reused;
   summary.dim = dim;
   summary.model_name = spec.name;
   summary.random_weights = spec.random_weights();
   summary.output = options.output;
-  manifest.SetCounts(listed, processed, failed);
+  manifest.SetCounts(listed.listed, counts.processed, counts.failed);
+  manifest.SetStore({{"mode", OutputModeName(options.mode)},
+                     {"reused", summary.reused},
+                     {"featurized", summary.featurized},
+                     {"segments_committed", committer.committed()},
+                     {"generation", committer.generation()},
+                     {"segments_total", index.segment_names().size()}});
 
-  if (processed < 2) {
-    manifest.SetFailure(processed == 0 ? "no image could be processed"
-                                       : "PCA needs at least 2 images");
+  if (counts.processed < 2) {
+    manifest.SetFailure(counts.processed == 0 ? "no image could be processed"
+                                              : "PCA needs at least 2 images");
     manifest.times().total = SecondsSince(run_start);
     ORCHARD_RETURN_NOT_OK(
         WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
     ORCHARD_RETURN_NOT_OK(locations->Publish({"errors.csv", "manifest.json"}));
-    if (listed == 0)
+    if (listed.listed == 0)
       return Status::NotFound("no file found in " + options.input + ": nothing to process");
     return Status::InvalidArgument(
-        (processed == 0 ? "no image could be processed"
-                        : "only 1 image could be processed; PCA needs at least 2") +
-        std::string(" (") + std::to_string(listed) + " listed, " + std::to_string(failed) +
-        " failed: see errors.csv in " + options.output + ")");
+        (counts.processed == 0 ? "no image could be processed"
+                               : "only 1 image could be processed; PCA needs at least 2") +
+        std::string(" (") + std::to_string(listed.listed) + " listed, " +
+        std::to_string(counts.failed) + " failed: see errors.csv in " + options.output + ")");
   }
 
-  progress({images, processed, failed, 0.0, "fitting PCA"});
+  CrashPoint("fit");
   auto fit_start = Clock::now();
   ORCHARD_ASSIGN_OR_RETURN(PcaModel pca, FitPca(accumulator, pca_options));
   manifest.times().pca_fit = SecondsSince(fit_start);
   summary.k = pca.k;
   for (double r : pca.explained_variance_ratio) summary.explained_variance += r;
 
-  // Pass 2: project the spilled descriptors and write the matrix.
-  progress({images, processed, failed, 0.0, "writing"});
+  // Pass 2: project every descriptor into the sinks.
+  progress({listed.images, done, failed, 0.0, "writing"});
   auto write_start = Clock::now();
-  ORCHARD_RETURN_NOT_OK(raw_spill->Rewind());
-  ORCHARD_ASSIGN_OR_RETURN(auto rows_reader, RecordReader::Open(work->path() / "rows"));
-  ORCHARD_ASSIGN_OR_RETURN(auto csv, AtomicFile::Create((out_dir / "features.csv").string()));
-  ORCHARD_ASSIGN_OR_RETURN(auto npy, NpyWriter::Create((out_dir / "features.npy").string(), pca.k));
-  std::unique_ptr<NpyWriter> raw_npy;
-  if (options.save_raw) {
-    ORCHARD_ASSIGN_OR_RETURN(raw_npy, NpyWriter::Create((out_dir / "raw.npy").string(), dim));
-  }
-  std::string header = "path,label";
-  for (int64_t j = 1; j <= pca.k; ++j) header += ",pc_" + std::to_string(j);
-  ORCHARD_RETURN_NOT_OK(csv->Append(header + "\n"));
-  constexpr int64_t kChunk = 256;
-  std::vector<float> raw(static_cast<size_t>(kChunk * dim));
-  std::vector<float> reduced(static_cast<size_t>(kChunk * pca.k));
-  std::vector<std::string> fields;
-  std::string text;
-  for (;;) {
-    ORCHARD_ASSIGN_OR_RETURN(int64_t n, raw_spill->Read(kChunk, raw.data()));
-    if (n == 0) break;
-    ORCHARD_RETURN_NOT_OK(pca.Transform(n, raw.data(), reduced.data()));
-    text.clear();
-    for (int64_t i = 0; i < n; ++i) {
-      ORCHARD_ASSIGN_OR_RETURN(bool more, rows_reader->Next(&fields));
-      if (!more) return Status::Internal("descriptor and row spill files disagree");
-      text += CsvField(fields[0]) + "," + CsvField(fields[1]);
-      for (int64_t j = 0; j < pca.k; ++j)
-        text += "," + FormatFloat(reduced[static_cast<size_t>(i * pca.k + j)]);
-      text += "\n";
-    }
-    ORCHARD_RETURN_NOT_OK(csv->Append(text));
-    ORCHARD_RETURN_NOT_OK(npy->Append(n, reduced.data()));
-    if (raw_npy) ORCHARD_RETURN_NOT_OK(raw_npy->Append(n, raw.data()));
-  }
-  ORCHARD_RETURN_NOT_OK(csv->Close());
-  ORCHARD_RETURN_NOT_OK(npy->Close());
-  if (raw_npy) ORCHARD_RETURN_NOT_OK(raw_npy->Close());
+  std::vector<std::unique_ptr<ResultSink>> own = StandardSinks(options.save_raw);
+  std::vector<ResultSink*> sinks;
+  for (auto& sink : own) sinks.push_back(sink.get());
+  for (const auto& sink : options.extra_sinks) sinks.push_back(sink.get());
+  const SinkContext context{out_dir, counts.processed, pca.k, dim};
+  for (ResultSink* sink : sinks) ORCHARD_RETURN_NOT_OK(sink->Begin(context));
+  std::vector<float> reduced(static_cast<size_t>(kResultChunkRows * pca.k));
+  ORCHARD_RETURN_NOT_OK(
+      WalkResults(
+          listing_path, index, store, dim,
+          [&](const DescriptorChunk& chunk) -> Status {
+            CrashPoint("write");
+            ORCHARD_RETURN_NOT_OK(pca.Transform(chunk.n, chunk.raw.data(), reduced.data()));
+            const ResultRows rows{chunk.first,         chunk.n,        chunk.paths.data(),
+                                  chunk.labels.data(), reduced.data(), chunk.raw.data()};
+            for (ResultSink* sink : sinks) {
+              ORCHARD_RETURN_NOT_OK(sink->Write(rows));
+            }
+            return Status::OK();
+          },
+          nullptr)
+          .status());
+  for (ResultSink* sink : sinks) ORCHARD_RETURN_NOT_OK(sink->Commit());
   nlohmann::json pca_json = PcaModelToJson(pca);
   pca_json["model"] = manifest.ModelJson();
   ORCHARD_RETURN_NOT_OK(
@@ -497,13 +423,15 @@ Result<RunSummary> RunPipeline(const PipelineOptions& options) {
 
   summary.seconds = SecondsSince(run_start);
   summary.images_per_second =
-      summary.seconds > 0 ? static_cast<double>(processed) / summary.seconds : 0.0;
+      summary.seconds > 0 ? static_cast<double>(summary.featurized) / summary.seconds : 0.0;
   manifest.times().total = summary.seconds;
   manifest.SetPca(pca, pca_options);
   ORCHARD_RETURN_NOT_OK(WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
   // The manifest goes last: whoever sees it sees a complete result.
-  ORCHARD_RETURN_NOT_OK(locations->Publish(
-      {"features.csv", "features.npy", "raw.npy", "pca.json", "errors.csv", "manifest.json"}));
+  std::vector<std::string> names;
+  for (ResultSink* sink : sinks) names.push_back(sink->name());
+  for (const char* name : {"pca.json", "errors.csv", "manifest.json"}) names.push_back(name);
+  ORCHARD_RETURN_NOT_OK(locations->Publish(names));
   return summary;
 }
 

@@ -21,46 +21,6 @@ using testing::ReadFileBytes;
 using testing::ScratchDir;
 using testing::WriteFileBytes;
 
-// Copies the first `per_class` training images of each class, then adds broken files.
-void MakeInput(const fs::path& dir, int per_class, bool broken) {
-  for (const auto& cls : fs::directory_iterator(testing::FruitsMiniDir() / "Training")) {
-    std::vector<fs::path> files;
-    for (const auto& f : fs::directory_iterator(cls.path())) files.push_back(f.path());
-    std::sort(files.begin(), files.end());
-    for (int i = 0; i < per_class && i < static_cast<int>(files.size()); ++i) {
-      fs::create_directories(dir / cls.path().filename());
-      fs::copy_file(files[i], dir / cls.path().filename() / files[i].filename());
-    }
-  }
-  if (!broken) return;
-  const fs::path bad = dir / "zz_broken";
-  WriteFileBytes(bad / "empty.jpg", {});
-  const std::string text = "not an image";
-  WriteFileBytes(bad / "text.jpg", {text.begin(), text.end()});
-  std::vector<fs::path> jpegs;
-  for (const auto& f : fs::recursive_directory_iterator(testing::FruitsMiniDir() / "Training")) {
-    if (f.path().extension() == ".jpg" && f.file_size() > 10000) jpegs.push_back(f.path());
-  }
-  ASSERT_FALSE(jpegs.empty());
-  auto jpeg = ReadFileBytes(*std::min_element(jpegs.begin(), jpegs.end()));
-  jpeg.resize(2000);
-  WriteFileBytes(bad / "truncated.jpg", jpeg);
-  WriteFileBytes(bad / "notes.txt", {'h', 'i'});
-  // A PNG header claiming 20000 x 20000 pixels (a decompression bomb).
-  std::vector<uint8_t> bomb = {0x89, 'P',  'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A, 0,    0, 0,
-                               13,   'I',  'H', 'D', 'R',  0,    0,    0x4E, 0x20, 0, 0,
-                               0x4E, 0x20, 8,   2,   0,    0,    0,    0,    0,    0, 0};
-  WriteFileBytes(bad / "bomb.png", bomb);
-  // Valid but unusual images: they must be processed, not rejected.
-  cv::Mat rgba(40, 30, CV_8UC4, cv::Scalar(10, 200, 30, 0));
-  std::vector<uint8_t> png;
-  cv::imencode(".png", rgba, png);
-  WriteFileBytes(dir / "odd/alpha.png", png);
-  cv::Mat gray16(30, 40, CV_16UC1, cv::Scalar(40000));
-  cv::imencode(".png", gray16, png);
-  WriteFileBytes(dir / "odd/gray16.PNG", png);
-}
-
 PipelineOptions Options(const fs::path& in, const fs::path& out) {
   PipelineOptions o;
   o.input = in.string();
@@ -87,7 +47,7 @@ class PipelineTest : public ::testing::Test {
 
 TEST_F(PipelineTest, EveryListedFileEndsInExactlyOneOutput) {
   ScratchDir dir;
-  MakeInput(dir.path() / "in", 3, true);
+  testing::MakeFruitsInput(dir.path() / "in", 3, true);
   auto summary = RunPipeline(Options(dir.path() / "in", dir.path() / "out"));
   ASSERT_TRUE(summary.ok()) << summary.status().ToString();
 
@@ -139,7 +99,7 @@ TEST_F(PipelineTest, EveryListedFileEndsInExactlyOneOutput) {
 
 TEST_F(PipelineTest, RunsAreByteIdenticalAndIndependentOfThreadCount) {
   ScratchDir dir;
-  MakeInput(dir.path() / "in", 4, true);
+  testing::MakeFruitsInput(dir.path() / "in", 4, true);
   std::vector<fs::path> outs;
   for (int threads : {2, 2, 1}) {
     auto options = Options(dir.path() / "in", dir.path() / ("out" + std::to_string(outs.size())));
@@ -159,7 +119,7 @@ TEST_F(PipelineTest, RunsAreByteIdenticalAndIndependentOfThreadCount) {
 
 TEST_F(PipelineTest, LimitStopsAfterNImages) {
   ScratchDir dir;
-  MakeInput(dir.path() / "in", 3, false);
+  testing::MakeFruitsInput(dir.path() / "in", 3, false);
   auto options = Options(dir.path() / "in", dir.path() / "out");
   options.limit = 5;
   options.pca_components = 2;
@@ -171,7 +131,7 @@ TEST_F(PipelineTest, LimitStopsAfterNImages) {
 
 TEST_F(PipelineTest, PcaVarianceChoosesK) {
   ScratchDir dir;
-  MakeInput(dir.path() / "in", 3, false);
+  testing::MakeFruitsInput(dir.path() / "in", 3, false);
   auto options = Options(dir.path() / "in", dir.path() / "out");
   options.pca_components = 0;
   options.pca_variance = 0.5;
@@ -195,7 +155,7 @@ TEST_F(PipelineTest, NothingProcessableIsAClearFailureWithAnErrorReport) {
 
 TEST_F(PipelineTest, BadOptionsAndModelsFailBeforeAnyWork) {
   ScratchDir dir;
-  MakeInput(dir.path() / "in", 1, false);
+  testing::MakeFruitsInput(dir.path() / "in", 1, false);
   auto options = Options(dir.path() / "in", dir.path() / "out");
   options.model = "no_such_model";
   EXPECT_EQ(RunPipeline(options).status().code(), StatusCode::kNotFound);
@@ -212,7 +172,7 @@ TEST_F(PipelineTest, BadOptionsAndModelsFailBeforeAnyWork) {
 
 TEST_F(PipelineTest, CancelledRunLeavesNoOutputMatrix) {
   ScratchDir dir;
-  MakeInput(dir.path() / "in", 3, false);
+  testing::MakeFruitsInput(dir.path() / "in", 3, false);
   std::atomic<bool> cancel{false};
   auto options = Options(dir.path() / "in", dir.path() / "out");
   options.cancel = &cancel;

@@ -15,9 +15,13 @@ struct RunFlags {
   std::string s3_endpoint;
   bool fail_on_error = false;
   bool quiet = false;
+  bool resume = false;
+  bool overwrite = false;
 };
 
-void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags);
+// The flags of 'orchard run' and 'orchard update' (which has no --resume/--overwrite: it is
+// a mode of its own).
+void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags, bool is_update);
 int RunCommand(PipelineOptions& options, const RunFlags& flags);
 int ListModelsCommand();
 // Lists what a run would process, with counts per label.

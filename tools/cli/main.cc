@@ -46,7 +46,12 @@ int main(int argc, char** argv) {
   orchard::cli::RunFlags flags;
   CLI::App* run =
       app.add_subcommand("run", "List, decode, describe with a CNN, fit PCA and write the matrix");
-  orchard::cli::AddRunFlags(*run, options, flags);
+  orchard::cli::AddRunFlags(*run, options, flags, /*is_update=*/false);
+  CLI::App* update = app.add_subcommand(
+      "update",
+      "Bring an earlier result up to date with the input: featurize only new or changed "
+      "images, drop deleted ones, refit the exact PCA and rewrite the outputs");
+  orchard::cli::AddRunFlags(*update, options, flags, /*is_update=*/true);
 
   CLI::App* models =
       app.add_subcommand("models", "List the model presets and where they come from");
@@ -79,5 +84,6 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   options.cancel = &g_cancel;
+  if (*update) options.mode = orchard::OutputMode::kUpdate;
   return orchard::cli::RunCommand(options, flags);
 }

@@ -9,7 +9,7 @@
 
 namespace orchard::cli {
 
-void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags) {
+void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags, bool is_update) {
   run.add_option("--input,-i", options.input,
                  "Folder or s3://bucket/prefix of images (label = parent folder name)")
       ->required();
@@ -78,6 +78,22 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags) {
   run.add_option("--work-dir", options.work_dir,
                  "Folder for temporary spill files (default: system temp)");
   run.add_flag("--quiet,-q", flags.quiet, "No progress output");
+  if (!is_update) {
+    auto* resume = run.add_flag("--resume", flags.resume,
+                                "Continue the interrupted run in --output: images whose "
+                                "descriptors are stored there are not featurized again");
+    run.add_flag("--overwrite", flags.overwrite,
+                 "Delete Orchard's files in --output (results and stored descriptors) first")
+        ->excludes(resume);
+  }
+  run.add_option("--commit-every", options.commit_images,
+                 "Commit descriptors to the output's store at least every N images")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  run.add_option("--commit-seconds", options.commit_seconds,
+                 "... or at least this often (the most work a crash can lose)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
 }
 
 bool S3OptionsFor(const std::string& s3_endpoint, S3Options* options) {
@@ -112,10 +128,8 @@ int RunCommand(PipelineOptions& options, const RunFlags& flags) {
     return 2;
   }
   options.precision = *precision;
-  if (Status valid = ValidatePipelineOptions(options); !valid.ok()) {
-    std::fprintf(stderr, "orchard: %s (see orchard run --help)\n", valid.message().c_str());
-    return 2;
-  }
+  if (flags.resume) options.mode = OutputMode::kResume;
+  if (flags.overwrite) options.mode = OutputMode::kOverwrite;
   if (!S3OptionsFor(flags.s3_endpoint, &options.s3)) return 2;
   // A model that cannot be found is a usage error, reported before any work starts.
   if (auto model = ResolveModel(options.model, ModelSearchPath());
@@ -128,8 +142,13 @@ int RunCommand(PipelineOptions& options, const RunFlags& flags) {
   options.on_warning = [](const std::string& message) {
     std::fprintf(stderr, "orchard: WARNING: %s\n", message.c_str());
   };
+  auto plan = RunPlan::Make(options, OptionStyle::kCli);
+  if (!plan.ok()) {
+    std::fprintf(stderr, "orchard: %s (see orchard run --help)\n", plan.status().message().c_str());
+    return 2;
+  }
 
-  auto summary = RunPipeline(options);
+  auto summary = RunPipeline(*plan);
   reporter.Finish();
   if (!summary.ok()) {
     std::fprintf(stderr, "orchard: %s\n", summary.status().message().c_str());
@@ -145,6 +164,11 @@ int RunCommand(PipelineOptions& options, const RunFlags& flags) {
                summary->seconds, summary->images_per_second,
                static_cast<long long>(summary->failed), summary->failed ? " (see errors.csv)" : "",
                summary->output.c_str());
+  if (summary->reused > 0) {
+    std::fprintf(stderr, "orchard: %lld images reused from the descriptor store, %lld featurized\n",
+                 static_cast<long long>(summary->reused),
+                 static_cast<long long>(summary->featurized));
+  }
   if (summary->random_weights) {
     std::fprintf(
         stderr, "orchard: WARNING: model '%s' has RANDOM weights: descriptors are not meaningful\n",

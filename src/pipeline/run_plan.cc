@@ -1,0 +1,67 @@
+// Option checks for every front end, in one place.
+#include <string>
+
+#include "orchard/pipeline.h"
+
+namespace orchard {
+
+const char* OutputModeName(OutputMode mode) {
+  switch (mode) {
+    case OutputMode::kNew:
+      return "new";
+    case OutputMode::kResume:
+      return "resume";
+    case OutputMode::kUpdate:
+      return "update";
+    case OutputMode::kOverwrite:
+      return "overwrite";
+  }
+  return "?";
+}
+
+std::string OptionName(std::string_view name, OptionStyle style) {
+  std::string out(name);
+  if (style == OptionStyle::kCli) {
+    for (char& c : out) c = c == '_' ? '-' : c;
+    out = "--" + out;
+  }
+  return out;
+}
+
+Status ValidatePipelineOptions(const PipelineOptions& o, OptionStyle style) {
+  auto name = [&](std::string_view option) { return OptionName(option, style); };
+  auto invalid = [&](std::string_view option, const std::string& rule) {
+    return Status::InvalidArgument(name(option) + " " + rule);
+  };
+  if (o.input.empty()) return invalid("input", "is required");
+  if (o.output.empty()) return invalid("output", "is required");
+  if (o.pca_components != 0 && o.pca_variance != 0.0) {
+    return Status::InvalidArgument("give either " + name("pca_components") + " or " +
+                                   name("pca_variance") + ", not both");
+  }
+  if (o.pca_components < 0) return invalid("pca_components", "must be positive");
+  if (o.pca_variance < 0.0 || o.pca_variance > 1.0)
+    return invalid("pca_variance", "must be in (0, 1]");
+  if (o.max_pca_dim < 1) return invalid("max_pca_dim", "must be positive");
+  if (o.batch < 1 || o.batch > 4096) return invalid("batch", "must be in 1..4096");
+  if (o.threads < 0 || o.threads > 1024) return invalid("threads", "must be in 0..1024");
+  if (o.parallel_runs < 0 || o.parallel_runs > 1024) {
+    return invalid("parallel_runs", "must be in 0..1024");
+  }
+  if (o.size < 0 || o.size > 4096) return invalid("size", "must be in 1..4096");
+  if (o.limit < 0) return invalid("limit", "must be positive");
+  if (o.max_pixels == 0) return invalid("max_pixels", "must be positive");
+  if (o.commit_images < 1) return invalid("commit_images", "must be positive");
+  if (!(o.commit_seconds > 0.0)) return invalid("commit_seconds", "must be positive");
+  for (const auto& sink : o.extra_sinks) {
+    if (!sink) return Status::InvalidArgument("an extra sink is null");
+  }
+  return Status::OK();
+}
+
+Result<RunPlan> RunPlan::Make(PipelineOptions options, OptionStyle style) {
+  ORCHARD_RETURN_NOT_OK(ValidatePipelineOptions(options, style));
+  return RunPlan(std::move(options), style);
+}
+
+}  // namespace orchard
