@@ -204,7 +204,8 @@ Status FeaturizeStage(const std::filesystem::path& todo, Storage& input, const L
   while (auto batch = done.Pop()) {
     if (state.stopped()) continue;  // drain so that producers can exit
     pending.emplace(batch->seq, std::move(*batch));
-    for (auto it = pending.find(next_seq); it != pending.end(); it = pending.find(next_seq)) {
+    for (auto it = pending.find(next_seq); it != pending.end() && !state.stopped();
+         it = pending.find(next_seq)) {
       Status status = consume(it->second);
       pending.erase(it);
       ++next_seq;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "orchard/descriptor_store.h"
@@ -64,8 +65,12 @@ StoreFingerprint FingerprintOf(const LoadedModel& loaded, const PipelineOptions&
 class SegmentCommitter {
  public:
   SegmentCommitter(DescriptorStore& store, StoreIndex& index, const PipelineOptions& options,
-                   int64_t dim)
-      : store_(store), index_(index), options_(options), dim_(dim) {
+                   int64_t dim, std::function<Status()> before_first_commit)
+      : store_(store),
+        index_(index),
+        options_(options),
+        dim_(dim),
+        before_first_commit_(std::move(before_first_commit)) {
     generation_ = index.next_generation();
     Reset();
   }
@@ -88,6 +93,7 @@ class SegmentCommitter {
 
   Status Flush() {
     if (segment_.items.empty()) return Status::OK();
+    if (committed_ == 0) ORCHARD_RETURN_NOT_OK(before_first_commit_());
     segment_.name = SegmentName(generation_, sequence_++);
     ORCHARD_RETURN_NOT_OK(store_.Commit(segment_));
     CrashPoint("committed");
@@ -112,6 +118,7 @@ class SegmentCommitter {
   StoreIndex& index_;
   const PipelineOptions& options_;
   int64_t dim_;
+  std::function<Status()> before_first_commit_;
   int64_t generation_ = 1;
   int64_t sequence_ = 0;
   int64_t committed_ = 0;
@@ -170,8 +177,19 @@ struct RunSetup {
   std::unique_ptr<ManifestBuilder> manifest;
   std::unique_ptr<DescriptorStore> store;
   StoreIndex index;
+  StoreFingerprint fingerprint;
+  // Whether store.json is there. It is written before the first segment, not before: a run
+  // that fails before featurizing anything (a missing bucket) leaves the output as it was.
+  bool has_store = false;
   int threads = 1;
   int64_t dim = 0;
+
+  Status DescribeStore() {
+    if (has_store) return Status::OK();
+    ORCHARD_RETURN_NOT_OK(store->WriteFingerprint(fingerprint));
+    has_store = true;
+    return Status::OK();
+  }
 };
 
 Result<std::unique_ptr<RunSetup>> SetUp(const RunPlan& plan,
@@ -231,9 +249,9 @@ Result<std::unique_ptr<RunSetup>> SetUp(const RunPlan& plan,
           "\nRun with the same model and options, or pass " + plan.Name("overwrite") +
           " to recompute everything (nothing was changed)");
     }
-  } else {
-    ORCHARD_RETURN_NOT_OK(setup->store->WriteFingerprint(fingerprint));
   }
+  setup->has_store = output_state.has_store;
+  setup->fingerprint = fingerprint;
   ORCHARD_ASSIGN_OR_RETURN(setup->index, setup->store->LoadIndex(setup->dim));
   return setup;
 }
@@ -253,6 +271,8 @@ Result<PendingImages> FindPendingImages(const RunPlan& plan) {
   const fs::path todo_path = setup->work->path() / "todo";
   ORCHARD_RETURN_NOT_OK(ListInput(setup->locations->input(), plan.options(), setup->index,
                                   listing_path, todo_path, state, &listed));
+  // Other processes commit the work: the store must be described first.
+  ORCHARD_RETURN_NOT_OK(setup->DescribeStore());
   PendingImages pending;
   pending.listed = listed.listed;
   pending.reused = listed.reused;
@@ -318,10 +338,11 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
   // Featurize what is missing, committing segments as they fill.
   int64_t done = listed.reused - listed.reused_failed;
   int64_t failed = listed.reused_failed;
-  SegmentCommitter committer(store, index, options, dim);
+  SegmentCommitter committer(store, index, options, dim,
+                             [&setup] { return setup->DescribeStore(); });
   FeaturizeStageOptions stage_options{threads, options.batch};
   progress({listed.images, done, failed, 0.0, "extracting"});
-  ORCHARD_RETURN_NOT_OK(FeaturizeStage(
+  const Status featurized = FeaturizeStage(
       todo_path, input, loaded, stage_options, state, [&](FeaturizedBatch& batch) -> Status {
         manifest.times().Add(batch.times);
         done += batch.good;
@@ -329,9 +350,11 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
         ORCHARD_RETURN_NOT_OK(committer.Add(batch));
         progress({listed.images, done, failed, 0.0, "extracting"});
         return Status::OK();
-      }));
+      });
+  // Stopped by Ctrl-C: what was featurized is still committed, so that --resume keeps it.
+  if (featurized.code() == StatusCode::kCancelled) ORCHARD_RETURN_NOT_OK(committer.Flush());
+  ORCHARD_RETURN_NOT_OK(featurized);
   ORCHARD_RETURN_NOT_OK(committer.Flush());
-  ORCHARD_RETURN_NOT_OK(state.status());
 
   // Pass 1: the PCA statistics of every descriptor of the listing, and errors.csv.
   progress({listed.images, done, failed, 0.0, "fitting PCA"});

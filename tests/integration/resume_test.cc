@@ -58,7 +58,7 @@ class ResumeTest : public ::testing::Test {
 TEST_F(ResumeTest, AStoppedRunResumesToTheSameBytes) {
   const fs::path out = dir_.path() / "out";
   // Stop after more and more batches: each resume picks up what the last one committed.
-  for (int stop_after : {1, 3, 5}) {
+  for (int stop_after : {1, 2, 3}) {  // of 9 batches: some work is left
     std::atomic<bool> cancel{false};
     auto options = Options(dir_.path() / "in", out);
     options.mode = OutputMode::kResume;

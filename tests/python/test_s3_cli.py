@@ -63,7 +63,11 @@ def test_s3_to_s3_run_is_byte_identical_to_the_local_run(
                       "--pca-components", "8")
     assert result.returncode == 0, result.stderr
     outputs = _download(s3_client, s3_bucket, "results/")
-    assert sorted(outputs) == sorted(RESULT_FILES + ["manifest.json"])
+    results = sorted(name for name in outputs if not name.startswith("_orchard/"))
+    assert results == sorted(RESULT_FILES + ["manifest.json"])
+    # The descriptor store sits beside the results: its description and committed segments.
+    assert "_orchard/store.json" in outputs
+    assert any(name.endswith(".npy") for name in outputs if name.startswith("_orchard/segments/"))
     _assert_same_result(outputs, local_result)
     # Secrets never reach outputs or messages.
     assert s3_server.secret_access_key not in result.stderr
