@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "faulty_storage.h"
 #include "orchard/storage.h"
 
 namespace orchard {
@@ -77,7 +78,9 @@ TEST(DescriptorStore, CommitsAreReadBackAndLaterCommitsWin) {
 TEST(DescriptorStore, KeysThatAreNotUtf8SurviveExactly) {
   MemoryStorage storage;
   DescriptorStore store(storage, ::testing::TempDir());
-  const std::string latin1 = "caf\xe9/p\xea" "che.jpg";
+  const std::string latin1 =
+      "caf\xe9/p\xea"
+      "che.jpg";
   const std::string broken = "x/\xff\xfe bad.jpg";
   ASSERT_TRUE(store.Commit(MakeSegment(SegmentName(1, 0), {latin1, broken}, 2)).ok());
   auto index = store.LoadIndex(2);
@@ -123,6 +126,29 @@ TEST(DescriptorStore, FingerprintDifferencesNameEachField) {
   auto parsed = StoreFingerprint::FromJson(now.ToJson());
   ASSERT_TRUE(parsed.ok());
   EXPECT_TRUE(parsed->Differences(now).empty());
+}
+
+TEST(DescriptorStore, AFailedCommitLeavesNoSegmentAndTheNextOneSucceeds) {
+  MemoryStorage memory;
+  testing::FaultyStorage storage(memory);
+  DescriptorStore store(storage, ::testing::TempDir());
+  ASSERT_TRUE(store.Commit(MakeSegment(SegmentName(1, 0), {"a.jpg"}, 2)).ok());
+  // The disk fills between a segment's descriptors and its record.
+  storage.FailWritesAfter(1);
+  const Status full = store.Commit(MakeSegment(SegmentName(1, 1), {"b.jpg"}, 2));
+  EXPECT_EQ(full.code(), StatusCode::kIOError);
+  EXPECT_NE(full.message().find("No space left"), std::string::npos);
+  auto index = store.LoadIndex(2);
+  ASSERT_TRUE(index.ok());
+  EXPECT_EQ(index->size(), 1u);  // b.jpg's descriptors without a record are not committed
+  EXPECT_EQ(index->Find("b.jpg"), nullptr);
+  storage.StopFailing();
+  ASSERT_TRUE(store.Commit(MakeSegment(SegmentName(1, 1), {"b.jpg"}, 2)).ok());
+  index = store.LoadIndex(2);
+  ASSERT_TRUE(index.ok());
+  EXPECT_EQ(index->size(), 2u);
+  std::vector<float> row(2);
+  EXPECT_TRUE(store.ReadRows(SegmentName(1, 1), 0, 1, 2, row.data()).ok());
 }
 
 TEST(Storage, ContentIdentityChangesWithTheContent) {
