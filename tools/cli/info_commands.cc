@@ -131,6 +131,12 @@ int InspectCommand(const std::string& output_dir) {
     std::printf("pca:        %lld components, %.2f%% of variance\n", pca.value("k", 0LL),
                 100.0 * pca.value("explained_variance_ratio_sum", 0.0));
   }
+  if (manifest.contains("store")) {
+    const json& store = manifest["store"];
+    std::printf("store:      last run (%s) reused %lld images, featurized %lld; %lld segments\n",
+                store.value("mode", "?").c_str(), store.value("reused", 0LL),
+                store.value("featurized", 0LL), store.value("segments_total", 0LL));
+  }
   if (manifest.contains("timings_seconds")) {
     std::printf("time:       %.2f s total\n", manifest["timings_seconds"].value("total", 0.0));
   }
