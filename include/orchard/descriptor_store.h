@@ -5,10 +5,12 @@
 // It lives in the output location (a local folder or an s3:// prefix), under _orchard/:
 //
 //   _orchard/store.json                what the descriptors depend on (StoreFingerprint)
-//   _orchard/segments/<name>.npy       float32 (rows, dim) descriptors, C order, NPY 1.0
-//   _orchard/segments/<name>.json      the segment's commit record: for every image of the
-//                                      segment, its key, content identity and descriptor row
-//                                      (or why it failed), and the sha256 of the .npy
+//   _orchard/segments/<name>-<sha16>.npy  float32 (rows, dim) descriptors, C order, NPY 1.0,
+//                                         named after the segment and its content's sha256
+//   _orchard/segments/<name>.json         the segment's commit record: for every image of
+//                                         the segment, its key, content identity and
+//                                         descriptor row (or why it failed), and the name
+//                                         and sha256 of its .npy
 //
 // A segment is committed when its record is written, after its descriptors: a crash between
 // the two leaves an .npy without a record, which is ignored (and overwritten by the run that
@@ -133,8 +135,12 @@ class DescriptorStore {
   Storage& output_;
   std::filesystem::path cache_dir_;
   std::mutex mutex_;
-  std::unordered_map<std::string, std::string> sha256_;  // segment -> its record's npy sha256
-  std::vector<std::unique_ptr<OpenSegment>> open_;       // most recently used last
+  struct SegmentFile {
+    std::string name;    // the .npy its record names
+    std::string sha256;  // of that file
+  };
+  std::unordered_map<std::string, SegmentFile> files_;  // segment -> what its record says
+  std::vector<std::unique_ptr<OpenSegment>> open_;      // most recently used last
 };
 
 }  // namespace orchard

@@ -251,8 +251,14 @@ Result<StoreIndex> DescriptorStore::LoadIndex(int64_t dim) {
     }
     const int64_t rows = doc.value("rows", int64_t{-1});
     const auto& items = doc.value("items", json::array());
-    if (rows < 0 || !items.is_array() || !doc.contains("sha256") || !doc["sha256"].is_string()) {
-      return corrupt("missing rows, items or sha256");
+    if (rows < 0 || !items.is_array() || !doc.contains("sha256") || !doc["sha256"].is_string() ||
+        !doc.contains("descriptors") || !doc["descriptors"].is_string()) {
+      return corrupt("missing rows, items, descriptors or sha256");
+    }
+    const std::string file = doc["descriptors"].get<std::string>();
+    if (file.rfind(name, 0) != 0 || file.find('/') != std::string::npos || file.size() < 4 ||
+        file.compare(file.size() - 4, 4, ".npy") != 0) {
+      return corrupt("its descriptors file is not a .npy beside it named after the segment");
     }
     std::vector<SegmentItem> parsed;
     parsed.reserve(items.size());
@@ -276,7 +282,7 @@ Result<StoreIndex> DescriptorStore::LoadIndex(int64_t dim) {
     if (next_row != rows) return corrupt("rows do not add up");
     {
       std::lock_guard lock(mutex_);
-      sha256_[name] = doc["sha256"].get<std::string>();
+      files_[name] = {file, doc["sha256"].get<std::string>()};
     }
     index.AddRecord(name, std::move(parsed));
   }
@@ -299,18 +305,19 @@ Status DescriptorStore::Commit(const Segment& segment) {
                                    TextToJson(item.stage), TextToJson(item.message)}));
     }
   }
-  const json record = {{"format", kSegmentFormat},
-                       {"dim", segment.dim},
-                       {"rows", rows},
-                       {"descriptors", segment.name + ".npy"},
-                       {"sha256", sha256},
-                       {"items", std::move(items)}};
-  ORCHARD_RETURN_NOT_OK(output_.Write(kSegmentsFolder + segment.name + ".npy", npy));
+  // The descriptors' file is named by its content too: two attempts at one segment (a
+  // retried or speculative Spark task) that computed different bits write different files,
+  // and whichever record lands last names its own.
+  const std::string file = segment.name + "-" + sha256.substr(0, 16) + ".npy";
+  const json record = {
+      {"format", kSegmentFormat}, {"dim", segment.dim}, {"rows", rows},
+      {"descriptors", file},      {"sha256", sha256},   {"items", std::move(items)}};
+  ORCHARD_RETURN_NOT_OK(output_.Write(kSegmentsFolder + file, npy));
   CrashPoint("commit");
   ORCHARD_RETURN_NOT_OK(
       output_.Write(kSegmentsFolder + segment.name + ".json", record.dump() + "\n"));
   std::lock_guard lock(mutex_);
-  sha256_[segment.name] = sha256;
+  files_[segment.name] = {file, sha256};
   return Status::OK();
 }
 
@@ -323,20 +330,21 @@ Result<DescriptorStore::OpenSegment*> DescriptorStore::Open(const std::string& s
       return open_.back().get();
     }
   }
-  const std::string key = kSegmentsFolder + segment + ".npy";
+  auto known = files_.find(segment);
+  if (known == files_.end()) return Status::Internal("segment " + segment + " has no record");
+  const auto& [file, sha256] = known->second;
+  const std::string key = kSegmentsFolder + file;
   std::string path = output_.LocalPath(key);
   if (path.empty()) {  // a remote store: one copy in the cache, read from there
-    path = (cache_dir_ / (segment + ".npy")).string();
+    path = (cache_dir_ / file).string();
     std::error_code ec;
     if (!fs::exists(path, ec)) {
       ORCHARD_ASSIGN_OR_RETURN(auto bytes, output_.Read(key));
       ORCHARD_RETURN_NOT_OK(WriteFileAtomically(path, AsText(bytes)));
     }
   }
-  auto sha = sha256_.find(segment);
-  if (sha == sha256_.end()) return Status::Internal("segment " + segment + " has no record");
   ORCHARD_ASSIGN_OR_RETURN(std::string actual, Sha256File(path));
-  if (actual != sha->second) {
+  if (actual != sha256) {
     return Status::CorruptData("descriptor store segment " + output_.Describe(key) +
                                " does not match the sha256 of its record (remove the segment's "
                                "two files to recompute its images)");
