@@ -14,16 +14,15 @@ What it runs (each Spark configuration in its own process: one SparkContext per 
             PcaAccumulator.update per batch of 16, in one Python thread.
   spark     orchard.spark.run on local[1] and local[2] (threads=1 per task), default
             partitioning; session start-up is timed apart (it is paid once per application,
-            not per run). Per phase from the manifest: listing, featurize + PCA accumulate
-            (the executors' work), errors, project + write (transform job + the driver's
-            writing).
+            not per run). Per phase from the run's summary: plan (driver: output check,
+            model, listing), featurize (the executors' job, committing to the store), finish
+            (driver: the C++ run that fits the PCA from the store and writes every output).
   overhead  a no-op mapInArrow job of 64 tasks: Spark's cost per task on this machine.
   driver    the driver's serial work per image: listing (orchard.Storage.list, in the runs)
-            and writing the files from rendered chunks (100,000 synthetic rows, k = 16,
-            without Spark), and the executors' rendering of those chunks.
+            and the finishing run (PCA + outputs, per image of the run).
 
 The scaling model (docs/benchmarks.md, "## Spark"):
-  T(N, c) = T0 + N * (t_list + t_write) + N * s_img / c + ceil(P / c) * t_task
+  T(N, c) = T0 + N * (t_list + t_finish) + N * s_img / c + ceil(P / c) * t_task
 with c executor cores, s_img the executor core-seconds per image (featurize phase x cores /
 N on local[c]), t_task the per-task overhead and T0 the fixed driver cost (jobs, PCA fit).
 The images are the Fruits-360 Training sample copied as many times as needed (labels kept).
@@ -103,37 +102,6 @@ def run_binding(collection: Path, size: int, batch: int = 16) -> dict[str, Any]:
             "images_per_second": len(paths) / seconds, "load_before": loadavg()}
 
 
-def driver_write_cost(rows: int = 100_000, k: int = 16) -> dict[str, Any]:
-    """The serial part of a run on the driver, per row, without Spark: the executors' render
-    step (CSV/NPY bytes; parallel in a run) and the driver's writing of the files from the
-    rendered chunks (features.csv, .npy, .parquet)."""
-    import numpy as np
-    import pyarrow as pa
-
-    from orchard.spark import _worker, core
-
-    rng = np.random.default_rng(0)
-    y = rng.standard_normal((rows, k)).astype(np.float32) * np.float32(20)
-    batch = pa.RecordBatch.from_arrays(
-        [pa.array(np.arange(rows, dtype=np.int64)),
-         pa.array([f"class_{i % 100:03d}/img_{i:07d}.jpg" for i in range(rows)]),
-         pa.array([f"class_{i % 100:03d}" for i in range(rows)])] +
-        [pa.array(y[:, j]) for j in range(k)],
-        names=["idx", "path", "label"] + [f"pc_{j}" for j in range(1, k + 1)])
-    t = time.monotonic()
-    chunks = [c.to_pylist()[0] for c in _worker.render_fn(1280, k, False, 4096)(iter([batch]))]
-    render = time.monotonic() - t
-    with tempfile.TemporaryDirectory() as tmp:
-        staging = core._Staging(tmp, None, None)
-        t = time.monotonic()
-        core._write_matrix(iter(chunks), staging, n=rows, k=k, dim=1280, save_raw=False,
-                           parquet=True, ordered_by_idx=True)
-        write = time.monotonic() - t
-        staging.cleanup()
-    return {"rows": rows, "k": k, "render_seconds_per_row": render / rows,
-            "driver_write_seconds_per_row": write / rows}
-
-
 def child(master: str, collection: str, out: str, size: int, repeats: int) -> dict[str, Any]:
     """Runs in a subprocess: one Spark configuration."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -154,7 +122,7 @@ def child(master: str, collection: str, out: str, size: int, repeats: int) -> di
     # application), on a few images.
     warm = Path(out).parent / "warm"
     ospark.run(collection, str(warm), spark=spark, size=size, pca_components=2, limit=4 * cores,
-               batch=2, num_partitions=2 * cores)
+               batch=2, num_partitions=2 * cores, overwrite=True)
 
     # Driver: listing cost per key.
     t = time.monotonic()
@@ -164,11 +132,11 @@ def child(master: str, collection: str, out: str, size: int, repeats: int) -> di
     runs = []
     for _ in range(repeats):  # the best of the repeats: the machine may be shared
         t = time.monotonic()
-        summary = ospark.run(collection, out, spark=spark, size=size, pca_components=16)
+        summary = ospark.run(collection, out, spark=spark, size=size, pca_components=16,
+                             overwrite=True)  # a full run each time, not a resume
         seconds = time.monotonic() - t
-        manifest = json.loads((Path(out) / "manifest.json").read_text())
-        runs.append((manifest["timings_seconds"]["featurize_and_accumulate"], seconds,
-                     summary, manifest["timings_seconds"]))
+        runs.append((summary["timings_seconds"]["featurize"], seconds, summary,
+                     summary["timings_seconds"]))
     _, seconds, summary, timings = min(runs, key=lambda r: r[0])
 
     # Spark's own cost per task: a no-op Arrow job of 64 tasks.
@@ -179,13 +147,14 @@ def child(master: str, collection: str, out: str, size: int, repeats: int) -> di
     noop = time.monotonic() - t
     spark.stop()
     n = summary["processed"]
-    featurize = timings["featurize_and_accumulate"]
+    featurize = timings["featurize"]
     return {
         "master": master, "cores": cores, "images": n, "partitions": summary["partitions"],
         "startup_seconds": startup, "seconds": seconds, "images_per_second": n / seconds,
         "timings": timings, "featurize_images_per_second": n / featurize,
         "per_core": n / featurize / cores, "core_seconds_per_image": featurize * cores / n,
         "task_overhead_seconds": noop * cores / 64, "list_seconds_per_key": list_per_key,
+        "finish_seconds_per_image": timings["finish"] / n,
         "load_before": loadavg(),
     }
 
@@ -234,7 +203,6 @@ def main() -> int:
                                 for _ in range(args.repeats)]) for t in (1, 2)]
         results["binding"] = best([run_binding(collection, args.size)
                                    for _ in range(args.repeats)])
-        results["driver"] = driver_write_cost()
         results["spark"] = [spark_config(m, collection, work / f"spark{i}" / "out", args.size,
                                          args.repeats)
                             for i, m in enumerate(("local[1]", "local[2]"))]
@@ -253,14 +221,13 @@ def main() -> int:
             s1["featurize_images_per_second"],
         }
         t = s2["timings"]
-        fixed = t["total"] - t["featurize_and_accumulate"]
+        fixed = s2["seconds"] - t["featurize"]
         results["model"] = {
             "s_img_core_seconds": s1["core_seconds_per_image"],
             "t_task_seconds": s2["task_overhead_seconds"],
             "t_list_seconds_per_image": s2["list_seconds_per_key"],
-            "t_write_seconds_per_image": results["driver"]["driver_write_seconds_per_row"],
-            "render_core_seconds_per_image": results["driver"]["render_seconds_per_row"],
-            "driver_and_jobs_seconds_besides_featurize": fixed,
+            "t_finish_seconds_per_image": s2["finish_seconds_per_image"],
+            "driver_seconds_besides_featurize": fixed,
         }
         print(json.dumps(results, indent=2))
         if args.json_out:

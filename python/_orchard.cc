@@ -7,7 +7,13 @@
 //
 // GIL: every call that decodes, infers, reads storage or does O(d^2) arithmetic releases
 // the GIL. The Python objects it needs are copied, or their buffers borrowed (the borrow
-// pins them), before the release; errors are raised after the GIL is taken back.
+// pins them), before the release; errors are raised after the GIL is taken back. A run
+// takes the GIL back only to call Python: the progress callback and Python ResultSinks
+// (PyResultSink), whose exceptions stop the run and are re-raised once it has stopped.
+//
+// Run options: _run, _find_pending_images and _check_run_options take PipelineOptions'
+// fields as keyword arguments; an absent one keeps the core's default (RUN_DEFAULTS), and
+// RunPlan::Make checks them all, so no default or rule is repeated here.
 //
 // Dtype and shape checks live in python/orchard/__init__.py, before the call crosses into
 // C++ (as faiss does); the private entry points here (_update, _transform) take exactly
@@ -24,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -41,6 +48,7 @@
 #include "orchard/pca_io.h"
 #include "orchard/pipeline.h"
 #include "orchard/s3.h"
+#include "orchard/sink.h"
 #include "orchard/status.h"
 #include "orchard/storage.h"
 #include "pipeline/manifest.h"  // BuildInfoJson
@@ -372,6 +380,24 @@ py::tuple Featurize(PyFeaturizer& f, const py::sequence& images) {
                         std::move(errors));
 }
 
+// Reads `keys` from `storage` on up to `threads` threads. Failures are Status values, as the
+// pipeline's readers see them.
+std::vector<Result<std::vector<uint8_t>>> ReadAll(Storage& storage,
+                                                  const std::vector<std::string>& keys,
+                                                  int threads) {
+  std::vector<Result<std::vector<uint8_t>>> results(keys.size(), Status::Internal("not read"));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < keys.size(); i = next++) results[i] = storage.Read(keys[i]);
+  };
+  const int n = std::min<int>(threads, static_cast<int>(std::max<size_t>(keys.size(), 1)));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < n; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  return results;
+}
+
 // ---- PCA ----------------------------------------------------------------------------------
 
 struct PyPcaAccumulator {
@@ -448,36 +474,349 @@ struct PyStorage {
   std::mutex list_mutex;  // List() is called from one thread at a time; Read() is thread-safe
 };
 
-// ---- Pipeline -----------------------------------------------------------------------------
+// Reads `keys` from `storage` and featurizes them as one batch, as the pipeline does a work
+// unit: an image that cannot be read fails with stage "read" and the storage's message, the
+// others as in Featurize. Returns what Featurize returns, indices into `keys`.
+py::tuple FeaturizeKeys(PyFeaturizer& f, PyStorage& s, const std::vector<std::string>& keys,
+                        int read_threads) {
+  if (read_threads < 1 || read_threads > 1024) {
+    ThrowIfError(Status::InvalidArgument("read_threads must be in 1..1024"));
+  }
+  Result<FeaturizeResult> result = Status::Internal("not run");
+  {
+    py::gil_scoped_release release;
+    std::vector<Result<std::vector<uint8_t>>> bytes = ReadAll(*s.storage, keys, read_threads);
+    std::vector<std::span<const uint8_t>> spans;
+    std::vector<int64_t> positions;  // spans[j] is keys[positions[j]]
+    std::vector<ImageError> read_errors;
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      if (bytes[i].ok()) {
+        spans.emplace_back(bytes[i]->data(), bytes[i]->size());
+        positions.push_back(static_cast<int64_t>(i));
+      } else {
+        read_errors.push_back({static_cast<int64_t>(i), "read", bytes[i].status().message()});
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(f.mutex);
+      result = f.featurizer->Featurize(spans);
+    }
+    if (result.ok()) {
+      for (int64_t& index : result->indices) index = positions[static_cast<size_t>(index)];
+      for (ImageError& e : result->errors) e.index = positions[static_cast<size_t>(e.index)];
+      std::vector<ImageError> errors = std::move(read_errors);
+      errors.insert(errors.end(), std::make_move_iterator(result->errors.begin()),
+                    std::make_move_iterator(result->errors.end()));
+      std::stable_sort(errors.begin(), errors.end(),
+                       [](const ImageError& a, const ImageError& b) { return a.index < b.index; });
+      result->errors = std::move(errors);
+    }
+  }
+  FeaturizeResult r = ValueOrThrow(std::move(result));
+  const auto good = static_cast<py::ssize_t>(r.indices.size());
+  py::list errors;
+  for (const ImageError& e : r.errors)
+    errors.append(py::make_tuple(e.index, e.stage, MessageText(e.message)));
+  return py::make_tuple(VectorToArray(std::move(r.indices), {good}),
+                        VectorToArray(std::move(r.features), {good, f.featurizer->dim()}),
+                        std::move(errors));
+}
 
-py::dict Run(const std::string& input, const std::string& output, const std::string& model,
-             int size, const std::optional<std::string>& pooling, int64_t pca_components,
-             double pca_variance, int batch, int threads, int64_t limit, bool save_raw,
-             int64_t max_pixels, const std::optional<std::string>& s3_endpoint,
-             const std::string& work_dir, const std::string& backend, int64_t max_pca_dim,
-             const py::object& progress, const std::string& precision, bool jpeg_dct_scaling) {
-  PipelineOptions o;
+// ---- Run options --------------------------------------------------------------------------
+
+// The options of _run, _find_pending_images and _check_run_options: keyword arguments named
+// like PipelineOptions' fields (plus s3_endpoint and option_style). An absent one keeps the
+// default of a default-constructed PipelineOptions (RUN_DEFAULTS), so each default lives in
+// one place, the core; the checks are RunPlan::Make's.
+struct RunRequest {
+  PipelineOptions options;
+  OptionStyle style = OptionStyle::kApi;
+};
+
+// An integer option for an `int` field: values out of int's range are clamped, so that the
+// core's range check names the option rather than the cast failing here.
+int ClampToInt(int64_t value) {
+  return static_cast<int>(
+      std::clamp<int64_t>(value, std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
+}
+
+Result<OutputMode> ParseOutputMode(const std::string& mode) {
+  for (OutputMode m :
+       {OutputMode::kNew, OutputMode::kResume, OutputMode::kUpdate, OutputMode::kOverwrite}) {
+    if (mode == OutputModeName(m)) return m;
+  }
+  return Status::InvalidArgument("mode must be one of new, resume, update, overwrite (got '" +
+                                 mode + "')");
+}
+
+RunRequest RunRequestFrom(const std::string& input, const std::string& output,
+                          const py::kwargs& kwargs, const char* function) {
+  RunRequest request;
+  PipelineOptions& o = request.options;
   o.input = input;
   o.output = output;
-  o.model = model;
-  o.backend = backend;
-  o.precision = ValueOrThrow(ParsePrecision(precision));
-  o.jpeg_dct_scaling = jpeg_dct_scaling;
-  o.size = size;
-  o.pooling = PoolingArg(pooling);
-  o.pca_components = pca_components;
-  o.pca_variance = pca_variance;
-  o.max_pca_dim = max_pca_dim;
-  o.batch = batch;
-  o.threads = threads;
-  o.limit = limit;
-  o.save_raw = save_raw;
-  if (max_pixels <= 0) ThrowIfError(Status::InvalidArgument("max_pixels must be positive"));
-  o.max_pixels = static_cast<uint64_t>(max_pixels);
-  if (max_pca_dim <= 0) ThrowIfError(Status::InvalidArgument("max_pca_dim must be positive"));
-  o.work_dir = work_dir;
-  ThrowIfError(ValidatePipelineOptions(o));
+  std::optional<std::string> s3_endpoint;
+  for (const auto& [key_handle, value] : kwargs) {
+    const std::string key = py::str(key_handle);
+    auto as = [&]<typename T>(T* out) {
+      try {
+        *out = value.cast<T>();
+      } catch (const py::cast_error&) {
+        throw py::type_error(std::string(function) + "(): " + key + ": got " +
+                             Py_TYPE(value.ptr())->tp_name);
+      }
+    };
+    auto as_int = [&](int* out) {
+      int64_t v = 0;
+      as(&v);
+      *out = ClampToInt(v);
+    };
+    auto as_text = [&](std::string* out) { as(out); };
+    if (key == "model") {
+      as_text(&o.model);
+    } else if (key == "backend") {
+      as_text(&o.backend);
+    } else if (key == "precision") {
+      std::string text;
+      as_text(&text);
+      o.precision = ValueOrThrow(ParsePrecision(text));
+    } else if (key == "size") {
+      as_int(&o.size);
+    } else if (key == "pooling") {
+      std::optional<std::string> text;
+      as(&text);
+      o.pooling = PoolingArg(text);
+    } else if (key == "pca_components") {
+      as(&o.pca_components);
+    } else if (key == "pca_variance") {
+      as(&o.pca_variance);
+    } else if (key == "max_pca_dim") {
+      as(&o.max_pca_dim);
+    } else if (key == "batch") {
+      as_int(&o.batch);
+    } else if (key == "threads") {
+      as_int(&o.threads);
+    } else if (key == "parallel_runs") {
+      as_int(&o.parallel_runs);
+    } else if (key == "limit") {
+      as(&o.limit);
+    } else if (key == "save_raw") {
+      as(&o.save_raw);
+    } else if (key == "max_pixels") {
+      int64_t v = 0;
+      as(&v);
+      o.max_pixels = v > 0 ? static_cast<uint64_t>(v) : 0;  // 0: the core says "must be positive"
+    } else if (key == "jpeg_dct_scaling") {
+      as(&o.jpeg_dct_scaling);
+    } else if (key == "work_dir") {
+      std::optional<std::string> text;
+      as(&text);
+      o.work_dir = text.value_or("");
+    } else if (key == "mode") {
+      std::string text;
+      as_text(&text);
+      o.mode = ValueOrThrow(ParseOutputMode(text));
+    } else if (key == "commit_images") {
+      as(&o.commit_images);
+    } else if (key == "commit_seconds") {
+      as(&o.commit_seconds);
+    } else if (key == "s3_endpoint") {
+      as(&s3_endpoint);
+    } else if (key == "option_style") {
+      std::string text;
+      as_text(&text);
+      if (text != "api" && text != "cli") {
+        ThrowIfError(Status::InvalidArgument("option_style must be 'api' or 'cli'"));
+      }
+      request.style = text == "cli" ? OptionStyle::kCli : OptionStyle::kApi;
+    } else {
+      throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" + key +
+                           "'");
+    }
+  }
   o.s3 = S3OptionsArg(s3_endpoint);
+  return request;
+}
+
+// PipelineOptions{}'s values under the names RunRequestFrom takes.
+py::dict RunDefaults() {
+  const PipelineOptions d;
+  return py::dict(
+      "model"_a = d.model, "backend"_a = d.backend, "precision"_a = PrecisionName(d.precision),
+      "size"_a = d.size, "pooling"_a = py::none(), "pca_components"_a = d.pca_components,
+      "pca_variance"_a = d.pca_variance, "max_pca_dim"_a = d.max_pca_dim, "batch"_a = d.batch,
+      "threads"_a = d.threads, "parallel_runs"_a = d.parallel_runs, "limit"_a = d.limit,
+      "save_raw"_a = d.save_raw, "max_pixels"_a = static_cast<int64_t>(d.max_pixels),
+      "jpeg_dct_scaling"_a = d.jpeg_dct_scaling, "work_dir"_a = d.work_dir,
+      "mode"_a = OutputModeName(d.mode), "commit_images"_a = d.commit_images,
+      "commit_seconds"_a = d.commit_seconds, "s3_endpoint"_a = py::none());
+}
+
+RunPlan PlanFrom(RunRequest request) {
+  return ValueOrThrow(RunPlan::Make(std::move(request.options), request.style));
+}
+
+// ---- Result sinks -------------------------------------------------------------------------
+
+// What a Python sink's write() receives: copies, so that a sink may keep them.
+struct PyResultRows {
+  int64_t first = 0;
+  py::list paths;
+  py::list labels;
+  py::array_t<float> reduced;  // (n, k)
+  py::array_t<float> raw;      // (n, dim)
+};
+
+// The trampoline of ResultSink: a Python subclass of orchard.ResultSink overrides name(),
+// begin(context), write(rows) and commit(). The run calls them from the thread that started
+// it, which does not hold the GIL: each call takes it. A Python exception is kept (and the
+// run stopped with a non-OK status); _run raises it once the run has stopped.
+class PyResultSink : public ResultSink {
+ public:
+  std::string name() const override {
+    py::gil_scoped_acquire gil;
+    py::function override = py::get_override(static_cast<const ResultSink*>(this), "name");
+    if (!override) return "";
+    try {
+      return override().cast<std::string>();
+    } catch (py::error_already_set& e) {
+      Keep(std::move(e));
+    } catch (const py::cast_error&) {
+      // _run checked the name before the run: this sink changed its mind.
+    }
+    return "";
+  }
+
+  Status Begin(const SinkContext& context) override {
+    k_ = context.k;
+    dim_ = context.dim;
+    return Call("begin", [&] { return py::make_tuple(py::cast(context)); });
+  }
+
+  Status Write(const ResultRows& rows) override {
+    return Call("write", [&] {
+      PyResultRows r;
+      r.first = rows.first;
+      for (int64_t i = 0; i < rows.n; ++i) {
+        r.paths.append(MessageText(rows.paths[i]));
+        r.labels.append(MessageText(rows.labels[i]));
+      }
+      r.reduced = py::array_t<float>({rows.n, k_});
+      r.raw = py::array_t<float>({rows.n, dim_});
+      std::copy_n(rows.reduced, rows.n * k_, r.reduced.mutable_data());
+      std::copy_n(rows.raw, rows.n * dim_, r.raw.mutable_data());
+      return py::make_tuple(py::cast(std::move(r)));
+    });
+  }
+
+  Status Commit() override {
+    return Call("commit", [] { return py::tuple(); });
+  }
+
+  // The Python exception a method raised during the run, if any. The GIL must be held.
+  std::optional<py::error_already_set> TakeError() {
+    std::optional<py::error_already_set> error;
+    error.swap(error_);
+    return error;
+  }
+
+ private:
+  template <typename MakeArgs>
+  Status Call(const char* method, MakeArgs make_args) {
+    py::gil_scoped_acquire gil;
+    try {
+      py::function override = py::get_override(static_cast<const ResultSink*>(this), method);
+      if (!override) {  // the base class's: begin and commit do nothing, write is required
+        if (std::string_view(method) != "write") return Status::OK();
+        throw py::type_error("a ResultSink must define write(rows)");
+      }
+      override(*make_args());
+      return Status::OK();
+    } catch (py::error_already_set& e) {
+      const std::string what = e.what();
+      Keep(std::move(e));
+      return Status::Cancelled(std::string("sink ") + method + "() raised " + what);
+    } catch (const py::builtin_exception& e) {
+      const std::string what = e.what();
+      e.set_error();
+      Keep(py::error_already_set());
+      return Status::Cancelled(std::string("sink ") + method + "() raised " + what);
+    } catch (const std::exception& e) {
+      return Status::Internal(std::string("sink ") + method + "(): " + e.what());
+    }
+  }
+
+  void Keep(py::error_already_set&& error) const {
+    if (!error_) error_.emplace(std::move(error));
+  }
+
+  int64_t k_ = 0;
+  int64_t dim_ = 0;
+  mutable std::optional<py::error_already_set> error_;  // accessed with the GIL held
+};
+
+// A sink under a name read once, before the run (PyResultSink::name() may not fail mid-run).
+class NamedSink : public ResultSink {
+ public:
+  NamedSink(std::shared_ptr<ResultSink> sink, std::string name)
+      : sink_(std::move(sink)), name_(std::move(name)) {}
+  std::string name() const override { return name_; }
+  Status Begin(const SinkContext& context) override { return sink_->Begin(context); }
+  Status Write(const ResultRows& rows) override { return sink_->Write(rows); }
+  Status Commit() override { return sink_->Commit(); }
+
+ private:
+  std::shared_ptr<ResultSink> sink_;
+  std::string name_;
+};
+
+// The sinks of a run: each an orchard.ResultSink whose name is a plain file name, distinct
+// from the others and from the files the run writes itself.
+std::vector<std::shared_ptr<ResultSink>> SinksArg(const py::sequence& sinks,
+                                                  std::vector<PyResultSink*>* python_sinks) {
+  std::vector<std::shared_ptr<ResultSink>> out;
+  std::vector<std::string> names = {"features.csv", "features.npy", "raw.npy",
+                                    "pca.json",     "errors.csv",   "manifest.json"};
+  const size_t reserved = names.size();
+  for (size_t i = 0; i < py::len(sinks); ++i) {
+    py::object item = sinks[i];
+    std::shared_ptr<ResultSink> sink;
+    try {
+      sink = item.cast<std::shared_ptr<ResultSink>>();
+    } catch (const py::cast_error&) {
+      throw py::type_error("sinks[" + std::to_string(i) +
+                           "]: expected an orchard.ResultSink, got " +
+                           Py_TYPE(item.ptr())->tp_name);
+    }
+    const std::string name = py::str(item.attr("name")());
+    if (name.empty() || name == "." || name == ".." ||
+        name.find_first_of("/\\") != std::string::npos || name.rfind("_orchard", 0) == 0 ||
+        name.find(".tmp-") != std::string::npos) {
+      ThrowIfError(Status::InvalidArgument("sink name '" + name +
+                                           "' is not a plain file name for the output folder"));
+    }
+    const auto it = std::find(names.begin(), names.end(), name);
+    if (it != names.end()) {
+      ThrowIfError(Status::InvalidArgument("sink name '" + name + "' is taken by " +
+                                           (static_cast<size_t>(it - names.begin()) < reserved
+                                                ? "a file the run writes itself"
+                                                : "another sink")));
+    }
+    names.push_back(name);
+    if (auto* python = dynamic_cast<PyResultSink*>(sink.get())) python_sinks->push_back(python);
+    out.push_back(std::make_shared<NamedSink>(std::move(sink), name));
+  }
+  return out;
+}
+
+// ---- Pipeline -----------------------------------------------------------------------------
+
+py::dict Run(const std::string& input, const std::string& output, const py::object& progress,
+             const py::sequence& sinks, const py::kwargs& kwargs) {
+  RunRequest request = RunRequestFrom(input, output, kwargs, "_run");
+  PipelineOptions& o = request.options;
+  std::vector<PyResultSink*> python_sinks;
+  o.extra_sinks = SinksArg(sinks, &python_sinks);
 
   std::mutex warnings_mutex;
   std::vector<std::string> warnings;
@@ -504,19 +843,109 @@ py::dict Run(const std::string& input, const std::string& output, const std::str
       cancel = true;
     }
   };
+  const RunPlan plan = PlanFrom(std::move(request));
 
   Result<RunSummary> summary = Status::Internal("not run");
   {
     py::gil_scoped_release release;
-    summary = RunPipeline(o);
+    summary = RunPipeline(plan);
+  }
+  for (PyResultSink* sink : python_sinks) {
+    if (auto error = sink->TakeError(); error && !python_error) python_error = std::move(error);
   }
   if (python_error) throw std::move(*python_error);
   RunSummary s = ValueOrThrow(std::move(summary));
   return py::dict("listed"_a = s.listed, "processed"_a = s.processed, "failed"_a = s.failed,
-                  "dim"_a = s.dim, "k"_a = s.k, "explained_variance"_a = s.explained_variance,
+                  "reused"_a = s.reused, "featurized"_a = s.featurized, "dim"_a = s.dim,
+                  "k"_a = s.k, "explained_variance"_a = s.explained_variance,
                   "seconds"_a = s.seconds, "images_per_second"_a = s.images_per_second,
                   "model_name"_a = s.model_name, "random_weights"_a = s.random_weights,
                   "output"_a = s.output, "warnings"_a = warnings);
+}
+
+void CheckRunOptions(const std::string& input, const std::string& output,
+                     const py::kwargs& kwargs) {
+  PlanFrom(RunRequestFrom(input, output, kwargs, "_check_run_options"));
+}
+
+py::dict FindPending(const std::string& input, const std::string& output,
+                     const py::kwargs& kwargs) {
+  const RunPlan plan = PlanFrom(RunRequestFrom(input, output, kwargs, "_find_pending_images"));
+  Result<PendingImages> found = Status::Internal("not run");
+  {
+    py::gil_scoped_release release;
+    found = FindPendingImages(plan);
+  }
+  PendingImages pending = ValueOrThrow(std::move(found));
+  py::list images;
+  for (auto& [key, content_id] : pending.images) {
+    images.append(py::make_tuple(MessageText(key), MessageText(content_id)));
+  }
+  return py::dict("images"_a = std::move(images), "listed"_a = pending.listed,
+                  "reused"_a = pending.reused, "generation"_a = pending.generation,
+                  "dim"_a = pending.dim);
+}
+
+// items: (key, content_id, row, stage, message), row = -1 for a failed image; the rows of
+// the others count 0, 1, 2... in item order and index `descriptors` (rows, dim).
+void CommitSegmentArg(
+    const std::string& output, const std::optional<std::string>& s3_endpoint,
+    const std::string& name, int64_t dim, const py::sequence& items,
+    const py::array_t<float, py::array::c_style | py::array::forcecast>& descriptors) {
+  auto invalid = [&](const std::string& why) {
+    ThrowIfError(Status::InvalidArgument("_commit_segment " + name + ": " + why));
+  };
+  const size_t dash = name.find('-');
+  if (dash == std::string::npos || dash == 0 || dash + 1 == name.size() ||
+      name.find_first_not_of("0123456789-") != std::string::npos ||
+      name.find('-', dash + 1) != std::string::npos) {
+    invalid("the name is not <generation>-<sequence> (see _segment_name)");
+  }
+  if (dim < 1) invalid("dim must be positive");
+  if (descriptors.ndim() != 2 || descriptors.shape(1) != dim) {
+    invalid("descriptors must be a 2-D array of shape (rows, " + std::to_string(dim) + ")");
+  }
+  Segment segment;
+  segment.name = name;
+  segment.dim = dim;
+  int64_t next_row = 0;
+  for (size_t i = 0; i < py::len(items); ++i) {
+    SegmentItem item;
+    try {
+      auto t = items[i]
+                   .cast<std::tuple<std::string, std::string, int64_t, std::optional<std::string>,
+                                    std::optional<std::string>>>();
+      item.key = std::move(std::get<0>(t));
+      item.content_id = std::move(std::get<1>(t));
+      item.row = std::get<2>(t);
+      item.stage = std::get<3>(t).value_or("");
+      item.message = std::get<4>(t).value_or("");
+    } catch (const py::cast_error&) {
+      throw py::type_error("_commit_segment: items[" + std::to_string(i) +
+                           "] is not (key, content_id, row, stage, message)");
+    }
+    if (item.row >= 0 && item.row != next_row++) {
+      invalid("item " + std::to_string(i) + " has row " + std::to_string(item.row) +
+              ": the rows of the images with a descriptor must count 0, 1, 2... in item order");
+    }
+    if (item.row < -1) invalid("item " + std::to_string(i) + ": row must be -1 or a row");
+    if (item.row < 0 && item.stage.empty()) {
+      invalid("item " + std::to_string(i) + " failed without a stage");
+    }
+    segment.items.push_back(std::move(item));
+  }
+  if (descriptors.shape(0) != next_row) {
+    invalid(std::to_string(next_row) + " images have a descriptor, but descriptors has " +
+            std::to_string(descriptors.shape(0)) + " rows");
+  }
+  segment.descriptors.assign(descriptors.data(), descriptors.data() + descriptors.size());
+  const S3Options s3 = IsS3Url(output) ? S3OptionsArg(s3_endpoint) : S3Options{};
+  Status status;
+  {
+    py::gil_scoped_release release;
+    status = CommitSegment(output, s3, segment);
+  }
+  ThrowIfError(status);
 }
 
 py::dict BuildInfo() {
@@ -541,13 +970,17 @@ PYBIND11_MODULE(_orchard, m) {
   py::register_local_exception_translator(&TranslateException);
 
   // ---- Featurizer ----
+  const FeaturizerOptions featurizer_defaults;
   py::class_<PyFeaturizer>(m, "Featurizer",
                            "A loaded CNN turning encoded images into descriptors. Not thread-safe: "
                            "use one per thread or process (calls on one object are serialised).")
-      .def(py::init(&MakeFeaturizer), "model"_a = kDefaultModel, "size"_a = 0,
-           "pooling"_a = py::none(), "threads"_a = 0, "max_pixels"_a = int64_t{89'478'485},
-           "backend"_a = kDefaultBackend, "precision"_a = "fp32",
-           "jpeg_dct_scaling"_a = kDefaultJpegDctScaling)
+      .def(py::init(&MakeFeaturizer), "model"_a = featurizer_defaults.model,
+           "size"_a = featurizer_defaults.size, "pooling"_a = py::none(),
+           "threads"_a = featurizer_defaults.threads,
+           "max_pixels"_a = static_cast<int64_t>(featurizer_defaults.max_pixels),
+           "backend"_a = featurizer_defaults.backend,
+           "precision"_a = PrecisionName(featurizer_defaults.precision),
+           "jpeg_dct_scaling"_a = featurizer_defaults.jpeg_dct_scaling)
       .def_property_readonly("dim", [](const PyFeaturizer& f) { return f.featurizer->dim(); })
       .def_property_readonly("model_name",
                              [](const PyFeaturizer& f) { return f.featurizer->spec().name; })
@@ -567,6 +1000,9 @@ PYBIND11_MODULE(_orchard, m) {
           "threads", [](const PyFeaturizer& f) { return EffectiveThreads(f.options.threads); })
       .def_property_readonly("model_info", &ModelInfo)
       .def("_featurize", &Featurize, "images"_a)
+      .def("_featurize_keys", &FeaturizeKeys, "storage"_a, "keys"_a, "read_threads"_a = 8,
+           "Reads the keys from the storage and featurizes them as one batch; an image that "
+           "cannot be read fails with stage 'read'.")
       .def("__repr__",
            [](const PyFeaturizer& f) {
              const auto& e = f.featurizer->model().extractor_options;
@@ -804,21 +1240,10 @@ PYBIND11_MODULE(_orchard, m) {
           [](PyStorage& s, const std::vector<std::string>& keys, int threads) {
             if (threads < 1 || threads > 1024)
               ThrowIfError(Status::InvalidArgument("threads must be in 1..1024"));
-            std::vector<Result<std::vector<uint8_t>>> results(keys.size(),
-                                                              Status::Internal("not read"));
+            std::vector<Result<std::vector<uint8_t>>> results;
             {
               py::gil_scoped_release release;
-              std::atomic<size_t> next{0};
-              auto work = [&] {
-                for (size_t i = next++; i < keys.size(); i = next++)
-                  results[i] = s.storage->Read(keys[i]);
-              };
-              const int n =
-                  std::min<int>(threads, static_cast<int>(std::max<size_t>(keys.size(), 1)));
-              std::vector<std::thread> pool;
-              for (int t = 1; t < n; ++t) pool.emplace_back(work);
-              work();
-              for (auto& t : pool) t.join();
+              results = ReadAll(*s.storage, keys, threads);
             }
             py::list datas;
             py::list errors;
@@ -841,11 +1266,83 @@ PYBIND11_MODULE(_orchard, m) {
           "key"_a)
       .def("__repr__", [](const PyStorage& s) { return "<orchard.Storage '" + s.location + "'>"; });
 
+  // ---- Result sinks ----
+  py::class_<SinkContext>(m, "SinkContext", "Where and what a ResultSink writes.")
+      .def(py::init([](const std::filesystem::path& dir, int64_t rows, int64_t k, int64_t dim) {
+             return SinkContext{dir, rows, k, dim};
+           }),
+           "dir"_a, "rows"_a, "k"_a, "dim"_a)
+      .def_readonly("dir", &SinkContext::dir, "The folder the sink writes its file in.")
+      .def_readonly("rows", &SinkContext::rows, "How many rows will be written in all.")
+      .def_readonly("k", &SinkContext::k, "Reduced (PCA) columns.")
+      .def_readonly("dim", &SinkContext::dim, "Raw descriptor columns.")
+      .def("__repr__", [](const SinkContext& c) {
+        return "<orchard.SinkContext dir='" + c.dir.string() + "' rows=" + std::to_string(c.rows) +
+               " k=" + std::to_string(c.k) + " dim=" + std::to_string(c.dim) + ">";
+      });
+  py::class_<PyResultRows>(m, "ResultRows",
+                           "Consecutive result rows, starting at output row `first`: paths and "
+                           "labels (lists of str), reduced (n, k) and raw (n, dim) float32.")
+      .def(py::init([](int64_t first, py::list paths, py::list labels,
+                       py::array_t<float, py::array::c_style | py::array::forcecast> reduced,
+                       py::array_t<float, py::array::c_style | py::array::forcecast> raw) {
+             const auto n = static_cast<py::ssize_t>(py::len(paths));
+             if (static_cast<py::ssize_t>(py::len(labels)) != n || reduced.ndim() != 2 ||
+                 raw.ndim() != 2 || reduced.shape(0) != n || raw.shape(0) != n) {
+               ThrowIfError(Status::InvalidArgument(
+                   "ResultRows: paths, labels, reduced and raw must have the same rows"));
+             }
+             return PyResultRows{first, std::move(paths), std::move(labels), std::move(reduced),
+                                 std::move(raw)};
+           }),
+           "first"_a, "paths"_a, "labels"_a, "reduced"_a, "raw"_a)
+      .def_readonly("first", &PyResultRows::first)
+      .def_readonly("paths", &PyResultRows::paths)
+      .def_readonly("labels", &PyResultRows::labels)
+      .def_readonly("reduced", &PyResultRows::reduced)
+      .def_readonly("raw", &PyResultRows::raw)
+      .def_property_readonly("n", [](const PyResultRows& r) { return py::len(r.paths); })
+      .def("__len__", [](const PyResultRows& r) { return py::len(r.paths); })
+      .def("__repr__", [](const PyResultRows& r) {
+        return "<orchard.ResultRows first=" + std::to_string(r.first) +
+               " n=" + std::to_string(py::len(r.paths)) + ">";
+      });
+  py::class_<ResultSink, PyResultSink, std::shared_ptr<ResultSink>>(
+      m, "ResultSink",
+      "An output format of orchard.run: subclass it and override name() (the file name it "
+      "writes in context.dir), begin(context), write(rows) and commit() (make the file whole "
+      "under its final name). The run calls them from one thread, rows in output order.")
+      .def(py::init<>())
+      .def("name",
+           [](const ResultSink&) -> std::string {
+             throw py::type_error("a ResultSink must define name()");
+           })
+      .def(
+          "begin", [](ResultSink&, const SinkContext&) {}, "context"_a)
+      .def(
+          "write",
+          [](ResultSink&, const PyResultRows&) {
+            throw py::type_error("a ResultSink must define write(rows)");
+          },
+          "rows"_a)
+      .def("commit", [](ResultSink&) {});
+
   // ---- Functions ----
-  m.def("_run", &Run, "input"_a, "output"_a, "model"_a, "size"_a, "pooling"_a, "pca_components"_a,
-        "pca_variance"_a, "batch"_a, "threads"_a, "limit"_a, "save_raw"_a, "max_pixels"_a,
-        "s3_endpoint"_a, "work_dir"_a, "backend"_a, "max_pca_dim"_a, "progress"_a,
-        "precision"_a = "fp32", "jpeg_dct_scaling"_a = kDefaultJpegDctScaling);
+  m.def("_run", &Run, "input"_a, "output"_a, "progress"_a = py::none(), "sinks"_a = py::tuple(),
+        "Runs the pipeline; the options are keyword arguments named as in RUN_DEFAULTS (plus "
+        "option_style 'api' or 'cli').");
+  m.def("_check_run_options", &CheckRunOptions, "input"_a, "output"_a,
+        "Checks the options as _run would, without touching any file.");
+  m.def("_find_pending_images", &FindPending, "input"_a, "output"_a,
+        "Prepares the output as _run would (mode in the options) and returns the images its "
+        "descriptor store lacks: dict(images=[(key, content_id)], listed, reused, generation, "
+        "dim).");
+  m.def("_commit_segment", &CommitSegmentArg, "output"_a, "s3_endpoint"_a, "name"_a, "dim"_a,
+        "items"_a, "descriptors"_a,
+        "Commits one segment to the descriptor store of `output`; items are (key, content_id, "
+        "row, stage, message), row -1 for a failure.");
+  m.def("_segment_name", &SegmentName, "generation"_a, "sequence"_a);
+  m.attr("RUN_DEFAULTS") = RunDefaults();
   m.attr("DEFAULT_JPEG_DCT_SCALING") = kDefaultJpegDctScaling;
   m.attr("DEFAULT_BACKEND") = kDefaultBackend;
   m.attr("DEFAULT_MODEL") = kDefaultModel;

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Callable, Dict, Iterable, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from ._orchard import (
     PcaAccumulator,
     PcaModel,
     ResourceExhaustedError,
+    ResultRows,
+    ResultSink,
+    SinkContext,
     Storage,
     StorageError,
     UnsupportedError,
@@ -66,7 +69,11 @@ __all__ = [
     "PcaAccumulator",
     "PcaModel",
     "Storage",
+    "ResultSink",
+    "ResultRows",
+    "SinkContext",
     "run",
+    "update",
     "upload_file",
     "check_writable",
     "has_image_extension",
@@ -75,18 +82,21 @@ __all__ = [
     "list_models",
     "model_search_path",
     "DEFAULT_MAX_PIXELS",
+    "RUN_DEFAULTS",
     "DEFAULT_BACKEND",
     "DEFAULT_MODEL",
 ]
 
-# Pillow's MAX_IMAGE_PIXELS, the core's default decompression-bomb guard.
-DEFAULT_MAX_PIXELS = 89_478_485
+# The defaults of a run's options, from the core (a default-constructed PipelineOptions):
+# run(), update() and orchard.spark take theirs from here, so each lives in one place.
+RUN_DEFAULTS: Dict[str, Any] = dict(_orchard.RUN_DEFAULTS)
+# The core's default decompression-bomb guard (Pillow's MAX_IMAGE_PIXELS).
+DEFAULT_MAX_PIXELS: int = RUN_DEFAULTS["max_pixels"]
 
 # The models/ folder the wheel ships (mobilenet_v2): searched after $ORCHARD_MODEL_PATH.
 _PACKAGE_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 if os.path.isdir(_PACKAGE_MODELS):
     _orchard._add_model_search_dir(_PACKAGE_MODELS)
-
 
 
 def _onnxruntime_library() -> Optional[str]:
@@ -115,6 +125,7 @@ DEFAULT_BACKEND: str = _orchard.DEFAULT_BACKEND
 DEFAULT_MODEL: str = _orchard.DEFAULT_MODEL
 
 ImageLike = Union[bytes, bytearray, memoryview, np.ndarray]
+ProgressCallback = Callable[[Dict[str, Any]], None]
 
 
 def _shape_error(where: str, dim: int, shape: tuple) -> InvalidArgumentError:
@@ -189,47 +200,127 @@ PcaModel.transform = _pca_transform  # type: ignore[attr-defined]
 # ---- Pipeline -----------------------------------------------------------------------------
 
 
+def _output_mode(resume: bool, overwrite: bool) -> str:
+    """The run's OutputMode name for the resume/overwrite flags of run()."""
+    if resume and overwrite:
+        raise InvalidArgumentError("give either resume or overwrite, not both")
+    return "resume" if resume else "overwrite" if overwrite else "new"
+
+
+def _run_with_sinks(input: str, output: str, *, mode: str, progress: Optional[ProgressCallback],
+                    sinks: Sequence[ResultSink], parquet: bool, stacklevel: int,
+                    **options: Any) -> Dict[str, Any]:
+    all_sinks = list(sinks)
+    if parquet:
+        from .sinks import ParquetSink
+
+        all_sinks.append(ParquetSink())
+    summary = _orchard._run(input, output, progress=progress, sinks=all_sinks, mode=mode,
+                            **options)
+    for message in summary["warnings"]:
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
+    return summary
+
+
 def run(
     input: str,
     output: str,
     *,
-    model: str = "mobilenet_v2",
-    size: int = 0,
-    pooling: Optional[str] = None,
-    pca_components: int = 0,
-    pca_variance: float = 0.0,
-    batch: int = 16,
-    threads: int = 0,
-    limit: int = 0,
-    save_raw: bool = False,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    s3_endpoint: Optional[str] = None,
-    work_dir: str = "",
-    backend: str = _orchard.DEFAULT_BACKEND,
-    max_pca_dim: int = 8192,
-    progress: Optional[Callable[[Dict[str, Any]], None]] = None,
-    precision: str = "fp32",
-    jpeg_dct_scaling: bool = _orchard.DEFAULT_JPEG_DCT_SCALING,
+    model: str = RUN_DEFAULTS["model"],
+    size: int = RUN_DEFAULTS["size"],
+    pooling: Optional[str] = RUN_DEFAULTS["pooling"],
+    pca_components: int = RUN_DEFAULTS["pca_components"],
+    pca_variance: float = RUN_DEFAULTS["pca_variance"],
+    batch: int = RUN_DEFAULTS["batch"],
+    threads: int = RUN_DEFAULTS["threads"],
+    limit: int = RUN_DEFAULTS["limit"],
+    save_raw: bool = RUN_DEFAULTS["save_raw"],
+    max_pixels: int = RUN_DEFAULTS["max_pixels"],
+    s3_endpoint: Optional[str] = RUN_DEFAULTS["s3_endpoint"],
+    work_dir: str = RUN_DEFAULTS["work_dir"],
+    backend: str = RUN_DEFAULTS["backend"],
+    max_pca_dim: int = RUN_DEFAULTS["max_pca_dim"],
+    progress: Optional[ProgressCallback] = None,
+    precision: str = RUN_DEFAULTS["precision"],
+    jpeg_dct_scaling: bool = RUN_DEFAULTS["jpeg_dct_scaling"],
+    resume: bool = False,
+    overwrite: bool = False,
+    commit_images: int = RUN_DEFAULTS["commit_images"],
+    commit_seconds: float = RUN_DEFAULTS["commit_seconds"],
+    sinks: Sequence[ResultSink] = (),
+    parquet: bool = False,
 ) -> Dict[str, Any]:
     """Runs the whole chain, as ``orchard run`` does, and returns its summary.
 
     ``input`` and ``output`` are local folders or s3:// prefixes; the output holds
     features.csv, features.npy, pca.json, errors.csv, manifest.json (and raw.npy with
-    ``save_raw``). Give at most one of ``pca_components`` and ``pca_variance`` (neither:
-    variance 0.95). S3 settings come from the environment (AWS_*), ``s3_endpoint`` overrides
-    the endpoint. ``progress``, if given, is called between batches with a dict (phase,
-    total, processed, failed, elapsed_seconds); an exception it raises, or Ctrl-C, stops the
+    ``save_raw``, features.parquet with ``parquet``, and what ``sinks`` write), plus the
+    descriptor store ``_orchard/``. Give at most one of ``pca_components`` and
+    ``pca_variance`` (neither: variance 0.95).
+
+    An output that is not empty is refused unless ``resume`` (continue the run whose
+    descriptor store is there: stored images are not featurized again) or ``overwrite``
+    (delete Orchard's files there first). Descriptors are committed to the store at least
+    every ``commit_images`` images or ``commit_seconds`` seconds: the most work a crash can
+    lose. See also ``update``.
+
+    ``sinks``: more output formats, ``ResultSink`` objects (orchard.sinks). S3 settings come
+    from the environment (AWS_*), ``s3_endpoint`` overrides the endpoint. ``progress``, if
+    given, is called between batches with a dict (phase, total, processed, failed,
+    elapsed_seconds); an exception it raises, an exception in a sink, or Ctrl-C, stops the
     run and is re-raised. Run-level warnings (e.g. random weights) are issued as
-    RuntimeWarning and listed in the summary's ``warnings``. The GIL is released while the
-    run works.
+    RuntimeWarning and listed in the summary's ``warnings``. The summary also counts the
+    images ``reused`` from the store and ``featurized`` by this run. The GIL is released
+    while the run works. Defaults are the core's (``RUN_DEFAULTS``).
     """
-    if pca_components and pca_variance:
-        raise InvalidArgumentError("give either pca_components or pca_variance, not both")
-    summary = _orchard._run(
-        input, output, model, size, pooling, pca_components, pca_variance, batch, threads,
-        limit, save_raw, max_pixels, s3_endpoint, work_dir, backend, max_pca_dim, progress,
-        precision, jpeg_dct_scaling,
+    return _run_with_sinks(
+        input, output, mode=_output_mode(resume, overwrite), progress=progress, sinks=sinks,
+        parquet=parquet, stacklevel=2, model=model, size=size, pooling=pooling,
+        pca_components=pca_components, pca_variance=pca_variance, batch=batch, threads=threads,
+        limit=limit, save_raw=save_raw, max_pixels=max_pixels, s3_endpoint=s3_endpoint,
+        work_dir=work_dir, backend=backend, max_pca_dim=max_pca_dim, precision=precision,
+        jpeg_dct_scaling=jpeg_dct_scaling, commit_images=commit_images,
+        commit_seconds=commit_seconds,
     )
-    for message in summary["warnings"]:
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-    return summary
+
+
+def update(
+    input: str,
+    output: str,
+    *,
+    model: str = RUN_DEFAULTS["model"],
+    size: int = RUN_DEFAULTS["size"],
+    pooling: Optional[str] = RUN_DEFAULTS["pooling"],
+    pca_components: int = RUN_DEFAULTS["pca_components"],
+    pca_variance: float = RUN_DEFAULTS["pca_variance"],
+    batch: int = RUN_DEFAULTS["batch"],
+    threads: int = RUN_DEFAULTS["threads"],
+    limit: int = RUN_DEFAULTS["limit"],
+    save_raw: bool = RUN_DEFAULTS["save_raw"],
+    max_pixels: int = RUN_DEFAULTS["max_pixels"],
+    s3_endpoint: Optional[str] = RUN_DEFAULTS["s3_endpoint"],
+    work_dir: str = RUN_DEFAULTS["work_dir"],
+    backend: str = RUN_DEFAULTS["backend"],
+    max_pca_dim: int = RUN_DEFAULTS["max_pca_dim"],
+    progress: Optional[ProgressCallback] = None,
+    precision: str = RUN_DEFAULTS["precision"],
+    jpeg_dct_scaling: bool = RUN_DEFAULTS["jpeg_dct_scaling"],
+    commit_images: int = RUN_DEFAULTS["commit_images"],
+    commit_seconds: float = RUN_DEFAULTS["commit_seconds"],
+    sinks: Sequence[ResultSink] = (),
+    parquet: bool = False,
+) -> Dict[str, Any]:
+    """Brings the result in ``output`` (made by ``run``) up to date with ``input`` as it is
+    now, as ``orchard update`` does: only new or changed images are featurized, deleted ones
+    are dropped, the exact PCA is refitted and every output rewritten. The options are
+    ``run``'s and must make the same descriptors (same model, size, pooling...): other
+    settings are refused. Returns the summary, as ``run``."""
+    return _run_with_sinks(
+        input, output, mode="update", progress=progress, sinks=sinks, parquet=parquet,
+        stacklevel=2, model=model, size=size, pooling=pooling, pca_components=pca_components,
+        pca_variance=pca_variance, batch=batch, threads=threads, limit=limit,
+        save_raw=save_raw, max_pixels=max_pixels, s3_endpoint=s3_endpoint, work_dir=work_dir,
+        backend=backend, max_pca_dim=max_pca_dim, precision=precision,
+        jpeg_dct_scaling=jpeg_dct_scaling, commit_images=commit_images,
+        commit_seconds=commit_seconds,
+    )

@@ -4,6 +4,8 @@
 # type checker sees the classes as they are once `orchard` is imported.
 # tests/python/test_python_api.py checks that every name here exists at run time.
 
+import os
+import pathlib
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -12,6 +14,7 @@ import numpy.typing as npt
 from ._types import FeaturizeResult
 
 __version__: str
+RUN_DEFAULTS: Dict[str, Any]
 DEFAULT_BACKEND: str
 DEFAULT_MODEL: str
 DEFAULT_JPEG_DCT_SCALING: bool
@@ -59,6 +62,9 @@ class Featurizer:
     def featurize(self, images: Sequence[_ImageLike]) -> FeaturizeResult: ...
     def _featurize(
         self, images: Sequence[_ImageLike]
+    ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], List[Tuple[int, str, str]]]: ...
+    def _featurize_keys(
+        self, storage: Storage, keys: Sequence[str], read_threads: int = 8
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], List[Tuple[int, str, str]]]: ...
     def __getstate__(self) -> tuple: ...
     def __setstate__(self, state: tuple) -> None: ...
@@ -121,27 +127,67 @@ class Storage:
     ) -> Tuple[List[Optional[bytes]], List[Optional[str]]]: ...
     def describe(self, key: str) -> str: ...
 
+class SinkContext:
+    def __init__(self, dir: Union[str, os.PathLike[str]], rows: int, k: int, dim: int) -> None: ...
+    @property
+    def dir(self) -> pathlib.Path: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+
+class ResultRows:
+    def __init__(
+        self,
+        first: int,
+        paths: List[str],
+        labels: List[str],
+        reduced: npt.ArrayLike,
+        raw: npt.ArrayLike,
+    ) -> None: ...
+    @property
+    def first(self) -> int: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def paths(self) -> List[str]: ...
+    @property
+    def labels(self) -> List[str]: ...
+    @property
+    def reduced(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def raw(self) -> npt.NDArray[np.float32]: ...
+    def __len__(self) -> int: ...
+
+class ResultSink:
+    def __init__(self) -> None: ...
+    def name(self) -> str: ...
+    def begin(self, context: SinkContext) -> None: ...
+    def write(self, rows: ResultRows) -> None: ...
+    def commit(self) -> None: ...
+
+# The run functions take the options of RUN_DEFAULTS as keyword arguments (plus
+# option_style: "api" or "cli", how messages name options).
 def _run(
     input: str,
     output: str,
-    model: str,
-    size: int,
-    pooling: Optional[str],
-    pca_components: int,
-    pca_variance: float,
-    batch: int,
-    threads: int,
-    limit: int,
-    save_raw: bool,
-    max_pixels: int,
-    s3_endpoint: Optional[str],
-    work_dir: str,
-    backend: str,
-    max_pca_dim: int,
-    progress: Optional[Callable[[Dict[str, Any]], None]],
-    precision: str = "fp32",
-    jpeg_dct_scaling: bool = ...,
+    progress: Optional[Callable[[Dict[str, Any]], None]] = None,
+    sinks: Sequence[ResultSink] = (),
+    **options: Any,
 ) -> Dict[str, Any]: ...
+def _check_run_options(input: str, output: str, **options: Any) -> None: ...
+def _find_pending_images(input: str, output: str, **options: Any) -> Dict[str, Any]: ...
+def _commit_segment(
+    output: str,
+    s3_endpoint: Optional[str],
+    name: str,
+    dim: int,
+    items: Sequence[Tuple[str, str, int, Optional[str], Optional[str]]],
+    descriptors: npt.ArrayLike,
+) -> None: ...
+def _segment_name(generation: int, sequence: int) -> str: ...
 def upload_file(local_path: str, url: str, *, s3_endpoint: Optional[str] = None) -> None: ...
 def check_writable(url: str, *, s3_endpoint: Optional[str] = None) -> None: ...
 def has_image_extension(key: str) -> bool: ...

@@ -50,6 +50,8 @@ def test_notebook_runs_against_s3(s3_server: s3fx.S3TestConfig, s3_client: Any,
                                      resources={"metadata": {"path": str(tmp_path)}})
     nb = client.execute()
     keys = s3fx.list_keys(s3_client, s3_bucket, "notebook/")
+    assert any(k.startswith("notebook/_orchard/segments/") for k in keys)  # the descriptor store
+    keys = [k for k in keys if not k.startswith("notebook/_orchard/")]
     assert sorted(k.rsplit("/", 1)[1] for k in keys) == sorted(
         ["features.csv", "features.npy", "features.parquet", "pca.json", "errors.csv",
          "manifest.json"])

@@ -602,3 +602,294 @@ def test_model_by_sidecar_path_and_random_weights_warning(tmp_path: Path) -> Non
     path.write_text(json.dumps(sidecar))
     with pytest.raises(orchard.CorruptDataError, match="sha256"):
         orchard.Featurizer(str(path))
+
+
+# ---- outputs, resume and update -----------------------------------------------------------
+
+
+def _rows_of(output: Path) -> list[str]:
+    return (output / "features.csv").read_text(encoding="utf-8").splitlines()[1:]
+
+
+def test_run_defaults_come_from_the_core() -> None:
+    """Every default of orchard.run/update is the core's (a default-constructed
+    PipelineOptions), so that it lives in one place."""
+    import inspect
+
+    defaults = orchard.RUN_DEFAULTS
+    assert defaults["batch"] == 16 and defaults["model"] == "mobilenet_v2"
+    assert defaults["commit_images"] > 0 and defaults["commit_seconds"] > 0
+    assert orchard.DEFAULT_MAX_PIXELS == defaults["max_pixels"]
+    for function in (orchard.run, orchard.update):
+        parameters = inspect.signature(function).parameters
+        shared = set(parameters) & set(defaults)
+        assert shared >= {"batch", "threads", "max_pixels", "max_pca_dim", "commit_images",
+                          "commit_seconds", "model", "backend", "jpeg_dct_scaling", "precision"}
+        for name in shared:
+            assert parameters[name].default == defaults[name], (function.__name__, name)
+
+
+def test_a_non_empty_output_is_refused_naming_resume_and_overwrite(
+    small_collection: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    orchard.run(str(small_collection), str(out), pca_components=3, threads=2)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(orchard.InvalidArgumentError, match="not empty") as e:
+        orchard.run(str(small_collection), str(out), pca_components=3, threads=2)
+    message = str(e.value)
+    assert "resume" in message and "overwrite" in message and "--" not in message, message
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing changed
+    with pytest.raises(orchard.InvalidArgumentError, match="nothing to update") as e:
+        orchard.update(str(small_collection), str(tmp_path / "empty"))
+    assert "--" not in str(e.value)
+    summary = orchard.run(str(small_collection), str(out), pca_components=3, threads=2,
+                          overwrite=True)
+    assert (summary["featurized"], summary["reused"]) == (10, 0)
+
+
+def test_option_errors_name_arguments_not_flags(small_collection: Path, tmp_path: Path) -> None:
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"batch": 0}, "batch must be in 1..4096"),
+        ({"batch": 10**12}, "batch must be in 1..4096"),
+        ({"threads": -1}, "threads must be in 0..1024"),
+        ({"size": -1}, "size must be"),
+        ({"pca_components": -2}, "pca_components must be positive"),
+        ({"pca_variance": 1.5}, "pca_variance must be in"),
+        ({"pca_components": 3, "pca_variance": 0.5}, "pca_components or pca_variance"),
+        ({"limit": -1}, "limit must be positive"),
+        ({"max_pixels": 0}, "max_pixels must be positive"),
+        ({"max_pca_dim": 0}, "max_pca_dim must be positive"),
+        ({"commit_images": 0}, "commit_images must be positive"),
+        ({"commit_seconds": 0.0}, "commit_seconds must be positive"),
+    ]
+    for kwargs, message in bad:
+        for function in (orchard.run, orchard.update):
+            with pytest.raises(orchard.InvalidArgumentError, match=message) as e:
+                function(str(small_collection), str(tmp_path / "out"), **kwargs)
+            assert "--" not in str(e.value), str(e.value)
+    with pytest.raises(orchard.InvalidArgumentError, match="resume or overwrite"):
+        orchard.run(str(small_collection), str(tmp_path / "out"), resume=True, overwrite=True)
+    with pytest.raises(TypeError, match="batch"):
+        orchard.run(str(small_collection), str(tmp_path / "out"), batch="16")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bacth'"):
+        _orchard._run(str(small_collection), str(tmp_path / "out"), bacth=4)
+    assert not (tmp_path / "out").exists()  # checked before anything was written
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(small_collection: Path,
+                                                     tmp_path: Path) -> None:
+    options = {"pca_components": 3, "threads": 1, "batch": 2, "commit_images": 2}
+    batches = 0
+
+    def stop_after_two_batches(progress: dict) -> None:
+        nonlocal batches
+        if progress["phase"] == "extracting" and progress["processed"] + progress["failed"]:
+            batches += 1
+            if batches == 2:
+                raise KeyError("stopped")
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyError, match="stopped"):
+        orchard.run(str(small_collection), str(out), progress=stop_after_two_batches, **options)
+    assert not (out / "features.csv").exists() and (out / "_orchard" / "store.json").exists()
+    resumed = orchard.run(str(small_collection), str(out), resume=True, **options)
+    assert resumed["reused"] >= 4 and resumed["reused"] + resumed["featurized"] == 10
+    fresh = tmp_path / "fresh"
+    orchard.run(str(small_collection), str(fresh), **options)
+    for name in ["features.csv", "features.npy", "pca.json", "errors.csv"]:
+        assert (out / name).read_bytes() == (fresh / name).read_bytes(), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["store"]["mode"] == "resume" and manifest["store"]["reused"] == resumed["reused"]
+
+
+def test_update_featurizes_only_what_changed(small_collection: Path, tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    shutil.copytree(small_collection, root)
+    out = tmp_path / "out"
+    orchard.run(str(root), str(out), pca_components=3, threads=2)
+    removed = sorted((root / "Orange 2").glob("*.jpg"))[0]
+    added = root / "Orange 2" / "copy.jpg"
+    shutil.copy(removed, added)
+    removed.unlink()
+    summary = orchard.update(str(root), str(out), pca_components=3, threads=2)
+    assert (summary["featurized"], summary["reused"], summary["processed"]) == (1, 9, 9)
+    fresh = tmp_path / "fresh"
+    orchard.run(str(root), str(fresh), pca_components=3, threads=2)
+    rows, fresh_rows = _rows_of(out), _rows_of(fresh)
+    assert [r.split(",")[:2] for r in rows] == [r.split(",")[:2] for r in fresh_rows]
+    paths = [r.split(",")[0] for r in rows]
+    assert "Orange 2/copy.jpg" in paths and f"Orange 2/{removed.name}" not in paths
+    np.testing.assert_allclose(np.load(out / "features.npy"), np.load(fresh / "features.npy"),
+                               rtol=1e-6, atol=1e-6)
+
+
+# ---- sinks --------------------------------------------------------------------------------
+
+
+class Recorder(orchard.ResultSink):
+    """Records every call of the run, in order."""
+
+    def __init__(self, name: str = "recorded.txt") -> None:
+        super().__init__()
+        self._name = name
+        self.calls: list[tuple[Any, ...]] = []
+
+    def name(self) -> str:
+        return self._name
+
+    def begin(self, context: orchard.SinkContext) -> None:
+        self.calls.append(("begin", Path(context.dir), context.rows, context.k, context.dim))
+
+    def write(self, rows: orchard.ResultRows) -> None:
+        assert rows.reduced.dtype == np.float32 and rows.raw.dtype == np.float32
+        self.calls.append(("write", rows.first, list(rows.paths), list(rows.labels),
+                           rows.reduced, rows.raw))
+
+    def commit(self) -> None:
+        self.calls.append(("commit",))
+
+
+@pytest.fixture(scope="module")
+def many_images(fruits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400 images (the Training split twice): more than one chunk of 256 rows."""
+    root = tmp_path_factory.mktemp("many")
+    for copy in ("a", "b"):
+        shutil.copytree(fruits / "Training", root / copy)
+    return root
+
+
+def test_a_python_sink_gets_every_row_in_order(many_images: Path, tmp_path: Path) -> None:
+    recorder = Recorder()
+    out = tmp_path / "out"
+    summary = orchard.run(str(many_images), str(out), size=64, pca_components=4, save_raw=True,
+                          sinks=[recorder])
+    n = summary["processed"]
+    assert n == 400
+    assert recorder.calls[0] == ("begin", out, n, 4, 1280)
+    assert recorder.calls[-1] == ("commit",)
+    writes = recorder.calls[1:-1]
+    assert [w[0] for w in writes] == ["write"] * len(writes) and len(writes) == 2
+    assert [w[1] for w in writes] == [0, 256]  # consecutive rows, from the first
+    paths = [p for w in writes for p in w[2]]
+    labels = [lab for w in writes for lab in w[3]]
+    csv_rows = [r.split(",") for r in _rows_of(out)]
+    assert paths == [r[0] for r in csv_rows] and labels == [r[1] for r in csv_rows]
+    np.testing.assert_array_equal(np.concatenate([w[4] for w in writes]),
+                                  np.load(out / "features.npy"))
+    np.testing.assert_array_equal(np.concatenate([w[5] for w in writes]), np.load(out / "raw.npy"))
+
+
+class FailingSink(Recorder):
+    def __init__(self, fail_in: str) -> None:
+        super().__init__("failing.txt")
+        self.fail_in = fail_in
+
+    def begin(self, context: orchard.SinkContext) -> None:
+        super().begin(context)
+        if self.fail_in == "begin":
+            raise KeyError("begin failed")
+
+    def write(self, rows: orchard.ResultRows) -> None:
+        super().write(rows)
+        if self.fail_in == "write" and rows.first > 0:  # the second chunk
+            raise ZeroDivisionError("write failed")
+
+    def commit(self) -> None:
+        if self.fail_in == "commit":
+            raise RuntimeError("commit failed")
+
+
+def test_an_exception_in_a_sink_fails_the_run_cleanly(many_images: Path, tmp_path: Path) -> None:
+    for fail_in, error in [("begin", KeyError), ("write", ZeroDivisionError),
+                           ("commit", RuntimeError)]:
+        out = tmp_path / fail_in
+        sink = FailingSink(fail_in)
+        with pytest.raises(error, match=f"{fail_in} failed"):
+            orchard.run(str(many_images), str(out), size=64, pca_components=4, sinks=[sink])
+        left = sorted(p.name for p in out.iterdir())
+        # No complete result was published (manifest.json, written last, is missing) and no
+        # temporary file is left. A failure in commit() comes after the standard sinks made
+        # their files whole; before it, nothing of the matrix is visible.
+        assert "manifest.json" not in left and "failing.txt" not in left, (fail_in, left)
+        assert not [name for name in left if ".tmp-" in name], (fail_in, left)
+        if fail_in != "commit":
+            assert left == ["_orchard", "errors.csv"], (fail_in, left)
+        # The descriptors are stored: a resumed run with a working sink featurizes nothing.
+        summary = orchard.run(str(many_images), str(out), size=64, pca_components=4,
+                              sinks=[Recorder()], resume=True)
+        assert summary["featurized"] == 0 and (out / "features.csv").exists()
+
+
+def test_sinks_are_checked_before_the_run(small_collection: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(TypeError, match=r"sinks\[0\].*orchard.ResultSink"):
+        orchard.run(str(small_collection), str(out), sinks=["not a sink"])  # type: ignore[list-item]
+    for name in ["features.csv", "manifest.json", "", "a/b.txt", "_orchard"]:
+        with pytest.raises(orchard.InvalidArgumentError, match="sink name"):
+            orchard.run(str(small_collection), str(out), sinks=[Recorder(name)])
+    with pytest.raises(orchard.InvalidArgumentError, match="another sink"):
+        orchard.run(str(small_collection), str(out), sinks=[Recorder("x"), Recorder("x")])
+
+    class Nameless(orchard.ResultSink):
+        def write(self, rows: orchard.ResultRows) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="must define name"):
+        orchard.run(str(small_collection), str(out), sinks=[Nameless()])
+    assert not out.exists()
+
+
+def test_parquet_output(small_collection: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    orchard.run(str(small_collection), str(out), pca_components=3, threads=2, parquet=True)
+    table = pq.read_table(out / "features.parquet")
+    assert table.column_names == ["path", "label", "pc_1", "pc_2", "pc_3"]
+    assert all(table.schema.field(f"pc_{j}").type == "float" for j in (1, 2, 3))
+    csv_rows = [r.split(",") for r in _rows_of(out)]
+    assert table.column("path").to_pylist() == [r[0].strip('"') for r in csv_rows]
+    assert table.column("label").to_pylist() == [orchard.label_of(p) for p in
+                                                 table.column("path").to_pylist()]
+    values = np.column_stack([table.column(f"pc_{j}").to_numpy() for j in (1, 2, 3)])
+    np.testing.assert_array_equal(values, np.load(out / "features.npy"))
+
+
+def test_parquet_row_groups_do_not_depend_on_the_chunks(tmp_path: Path) -> None:
+    """Fixed row groups: the same rows give the same file, however the run cuts them."""
+    import pyarrow.parquet as pq
+    from orchard.sinks import ParquetSink
+
+    rng = np.random.default_rng(3)
+    n, k = 350, 4
+    paths = [f"label {i % 7}/img_{i:04d}.jpg" for i in range(n)]
+    labels = [orchard.label_of(p) for p in paths]
+    reduced = rng.normal(size=(n, k)).astype(np.float32)
+    raw = np.zeros((n, 2), np.float32)
+    files = []
+    for chunk in (256, 7, n):
+        folder = tmp_path / f"chunk{chunk}"
+        folder.mkdir()
+        sink = ParquetSink(row_group_rows=100)
+        assert sink.name() == "features.parquet"
+        sink.begin(orchard.SinkContext(folder, n, k, 2))
+        for first in range(0, n, chunk):
+            sl = slice(first, first + chunk)
+            sink.write(orchard.ResultRows(first, paths[sl], labels[sl], reduced[sl], raw[sl]))
+        assert sorted(p.name for p in folder.iterdir())[0].startswith("features.parquet.tmp-")
+        sink.commit()
+        assert [p.name for p in folder.iterdir()] == ["features.parquet"]
+        files.append((folder / "features.parquet").read_bytes())
+        metadata = pq.ParquetFile(folder / "features.parquet").metadata
+        assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == \
+            [100, 100, 100, 50]
+    assert files[0] == files[1] == files[2]
+    # A sink dropped before commit leaves nothing behind.
+    folder = tmp_path / "dropped"
+    folder.mkdir()
+    sink = ParquetSink()
+    sink.begin(orchard.SinkContext(folder, n, k, 2))
+    sink.write(orchard.ResultRows(0, paths, labels, reduced, raw))
+    del sink
+    assert list(folder.iterdir()) == []

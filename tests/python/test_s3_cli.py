@@ -178,3 +178,39 @@ def test_whole_run_problems_are_one_line_errors(
     assert s3_server.secret_access_key not in message
     if case != "empty prefix":
         assert s3fx.list_keys(s3_client, s3_bucket, "results/") == []
+
+
+def test_update_on_s3_featurizes_only_the_change_and_equals_a_fresh_run(
+    build_dir: Path, s3_server: s3fx.S3TestConfig, s3_client: Any, fruits_bucket: FruitsBucket,
+    s3_bucket: str, tmp_path: Path,
+) -> None:
+    """Input and output on S3: the store's content identity is size + ETag."""
+    test_keys = [k for k in fruits_bucket.keys if "/Test/" in k][:30]
+    train_keys = [k for k in fruits_bucket.keys if "/Training/" in k][:6]
+
+    def copy(key: str, to: str) -> None:
+        s3_client.copy_object(Bucket=s3_bucket, Key=to, CopySource={"Bucket": fruits_bucket.bucket, "Key": key})
+
+    for key in test_keys:
+        copy(key, "in/" + key.split("/Test/", 1)[1])
+    env = _env(s3_server, tmp_path)
+    common = ["-q", "--s3-endpoint", s3_server.endpoint, "--input", f"s3://{s3_bucket}/in", "--pca-components", "4",
+              "--commit-every", "8"]
+    first = _orchard(build_dir, env, "run", *common, "--output", f"s3://{s3_bucket}/out")
+    assert first.returncode == 0, first.stderr
+
+    # 6 new images, one deleted, one replaced by other bytes (same key, new ETag).
+    for key in train_keys:
+        copy(key, "in/new/" + key.rsplit("/", 1)[1])
+    kept = sorted(k for k in s3fx.list_keys(s3_client, s3_bucket, "in/") if "/new/" not in k)
+    s3_client.delete_object(Bucket=s3_bucket, Key=kept[0])
+    copy(train_keys[0], kept[1])
+
+    updated = _orchard(build_dir, env, "update", *common, "--output", f"s3://{s3_bucket}/out")
+    assert updated.returncode == 0, updated.stderr
+    assert "28 images reused from the descriptor store, 7 featurized" in updated.stderr, updated.stderr
+    fresh = _orchard(build_dir, env, "run", *common, "--output", str(tmp_path / "fresh"))
+    assert fresh.returncode == 0, fresh.stderr
+    outputs = _download(s3_client, s3_bucket, "out/")
+    for name in RESULT_FILES:
+        assert outputs[name] == (tmp_path / "fresh" / name).read_bytes(), f"{name} differs from a fresh run"

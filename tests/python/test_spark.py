@@ -2,7 +2,9 @@
 workers on 127.0.0.1, tests/python/spark_cluster.py), reading from and writing to the local
 S3 server (SeaweedFS, which verifies SigV4). Every run is compared with the CLI on the same
 images: same rows in the same order, same labels, PCA components with |cos| >= 0.999999,
-values within 1e-6 relative, same errors.csv.
+values within 1e-6 relative, same errors.csv; and, when the Spark run cuts the images into
+the CLI's batches (same --batch), the same bytes in every output but manifest.json (both
+are written by the C++ run; the executors only featurize into the descriptor store).
 
 The local tests run first and share one SparkSession; the cluster tests then stop it and
 start their own (one SparkContext per process). Spark runs use the Test split (50 images)
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -30,9 +34,11 @@ pyspark = pytest.importorskip("pyspark")
 orchard = pytest.importorskip("orchard")
 
 from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql.types import ArrayType, FloatType  # noqa: E402
 
 import orchard.spark as ospark  # noqa: E402
-from orchard.spark import formatting  # noqa: E402
+from orchard import _orchard  # noqa: E402
+from orchard.spark import _worker  # noqa: E402
 from tests.s3 import fixtures as s3fx  # noqa: E402
 from tests.s3.fixtures import FruitsBucket  # noqa: E402
 
@@ -43,7 +49,10 @@ pytestmark = pytest.mark.slow
 
 SIZE = 96
 FILES = ("features.csv", "features.npy", "pca.json", "errors.csv", "manifest.json",
-         "features.parquet")
+         "features.parquet", "_orchard")  # _orchard/: the descriptor store
+# The outputs that are the CLI's byte for byte when the descriptors are (not manifest.json:
+# timings).
+SAME_BYTES = ("features.csv", "features.npy", "pca.json", "errors.csv")
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -97,6 +106,12 @@ def component_signs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return signs
 
 
+def assert_same_bytes(spark_out: Path, cli_out: Path, names: tuple[str, ...] = SAME_BYTES
+                      ) -> None:
+    for name in names:
+        assert (spark_out / name).read_bytes() == (cli_out / name).read_bytes(), name
+
+
 def assert_same_result(spark_out: Path, cli_out: Path) -> None:
     """The Spark run's files against the CLI's: see the module doc."""
     header, rows, values = read_features(spark_out / "features.csv")
@@ -109,14 +124,12 @@ def assert_same_result(spark_out: Path, cli_out: Path) -> None:
     signs = component_signs(np.array(pca["components"]), np.array(cli_pca["components"]))
     np.testing.assert_allclose(values * signs, cli_values, rtol=1e-6,
                                atol=1e-6 * float(np.abs(cli_values).max()))
-    # features.npy holds exactly the CSV's numbers, and the CSV text is the CLI's formatting.
+    # features.npy holds exactly the CSV's numbers (both written by the C++ sinks).
     npy = np.load(spark_out / "features.npy")
     assert npy.dtype == np.float32 and npy.shape == values.shape
     assert np.array_equal(npy, values)
     assert (spark_out / "features.npy").read_bytes()[:128] == \
         (cli_out / "features.npy").read_bytes()[:128]
-    text = (spark_out / "features.csv").read_text(encoding="utf-8").split("\n", 1)[1]
-    assert text == formatting.csv_rows([p for p, _ in rows], [lab for _, lab in rows], npy)
     # PCA: same components up to rounding, same variances and model.
     assert sorted(pca) == sorted(cli_pca)
     assert pca["model"] == cli_pca["model"]
@@ -192,80 +205,16 @@ def local_spark(s3_server: s3fx.S3TestConfig, tmp_path_factory: pytest.TempPathF
     yield spark
 
 
-# ---- formatting -----------------------------------------------------------------------------
-
-TO_CHARS_CC = r"""
-#include <charconv>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-int main() {
-  uint32_t bits;
-  char buf[64];
-  while (std::fread(&bits, 4, 1, stdin) == 1) {
-    float f;
-    std::memcpy(&f, &bits, 4);
-    auto r = std::to_chars(buf, buf + sizeof buf, f);
-    *r.ptr = '\n';
-    std::fwrite(buf, 1, static_cast<size_t>(r.ptr - buf + 1), stdout);
-  }
-}
-"""
+# ---- executor helpers ---------------------------------------------------------------------
 
 
-def test_format_float32_is_std_to_chars(tmp_path: Path) -> None:
-    """format_float32 against C++ std::to_chars(float) (what the CLI's CSV writer uses) on
-    random bit patterns over every exponent, integers, powers of two and specials."""
-    compiler = shutil.which("g++")
-    if compiler is None:
-        pytest.fail("g++ not found (it builds the project)")
-    source = tmp_path / "to_chars.cc"
-    source.write_text(TO_CHARS_CC)
-    exe = tmp_path / "to_chars"
-    subprocess.run([compiler, "-std=c++20", "-O1", str(source), "-o", str(exe)], check=True)
-    rng = np.random.default_rng(20240611)
-    values = np.concatenate([
-        rng.integers(0, 2**32, size=60000, dtype=np.uint64).astype(np.uint32).view(np.float32),
-        rng.standard_normal(20000).astype(np.float32) * np.float32(30),
-        np.arange(1, 2**25, 4099, dtype=np.float32),
-        np.float32(2.0) ** np.arange(-149, 128).astype(np.float32),
-        np.array([0.0, -0.0, 1e-45, 3.4028235e38, -3.4028235e38, 1e-5, 1e-4, 123456789.0,
-                  1e16, 0.1, 0.3, np.inf, -np.inf], dtype=np.float32),
-    ])
-    values = values[~np.isnan(values)]
-    out = subprocess.run([str(exe)], input=values.tobytes(), capture_output=True,
-                         check=True).stdout.decode().split("\n")[:-1]
-    assert len(out) == len(values)
-    mismatches = [(float(v), c, formatting.format_float32(v))
-                  for v, c in zip(values, out) if formatting.format_float32(v) != c]
-    assert mismatches == []
-
-
-def test_csv_rows_reproduce_the_cli_csv(cli_test5: Path) -> None:
-    matrix = np.load(cli_test5 / "features.npy")
-    text = (cli_test5 / "features.csv").read_text(encoding="utf-8")
-    _, rows, _ = read_features(cli_test5 / "features.csv")
-    assert text.split("\n", 1)[1] == formatting.csv_rows(
-        [p for p, _ in rows], [lab for _, lab in rows], matrix)
-    assert formatting.npy_header(*matrix.shape) == (cli_test5 / "features.npy").read_bytes()[:128]
-    assert formatting.csv_field('a,"b"') == '"a,""b"""'
-    assert formatting.csv_field("plain text") == "plain text"
-
-
-def test_relative_paths_and_read_messages() -> None:
-    from orchard.spark import _worker
-
+def test_relative_paths() -> None:
     for root in ("/data/fruits", "/data/fruits/", "file:/data/fruits", "file:///data/fruits"):
         assert _worker.relative_path("file:/data/fruits/Plum 5/r0_1.jpg", root) == "Plum 5/r0_1.jpg"
     assert _worker.relative_path("s3a://b/x/a/b.jpg", "s3a://b/x") == "a/b.jpg"
     assert _worker.relative_path("s3a://b/x/a/b.jpg", "") == "s3a://b/x/a/b.jpg"
     with pytest.raises(ValueError, match="not below"):
         _worker.relative_path("file:/elsewhere/a.jpg", "/data/fruits")
-    # errors.csv holds Status::message(), as the CLI: read_many's "code: " prefix goes.
-    assert _worker._STATUS_PREFIX.sub("", "not_found: GetObject s3://b/k: HTTP 404") == \
-        "GetObject s3://b/k: HTTP 404"
-    assert _worker._STATUS_PREFIX.sub("", "io_error: permission denied: x") == \
-        "permission denied: x"
 
 
 def test_deploy_files_are_valid(repo_dir: Path) -> None:
@@ -293,21 +242,36 @@ def test_local_run_same_as_cli_and_idempotent(local_spark: SparkSession, fruits_
                                               cli_test5: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     summary = ospark.run(str(fruits_dir / "Test"), str(out), spark=local_spark, size=SIZE,
-                         pca_components=5, batch=8, num_partitions=3)
+                         pca_components=5, num_partitions=3)
     assert (summary["listed"], summary["processed"], summary["failed"], summary["k"]) == \
         (50, 50, 0, 5)
+    assert (summary["featurized"], summary["reused"], summary["partitions"],
+            summary["segments"]) == (50, 0, 3, 3)
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)  # no temporary file left
     assert_same_result(out, cli_test5)
-    # A second run into the same folder (e.g. a retried step) replaces every file with the
-    # same content; another partitioning changes nothing either.
-    first = {name: (out / name).read_bytes() for name in FILES if name != "manifest.json"}
-    ospark.run(str(fruits_dir / "Test"), str(out), spark=local_spark, size=SIZE,
-               pca_components=5, batch=8, num_partitions=5)
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert_same_bytes(out, cli_test5)  # the CLI's batches of 16: the CLI's bytes
+    # One segment per task, named after the generation and the partition's first unit.
+    records = sorted(p.name for p in (out / "_orchard" / "segments").glob("*.json"))
+    assert records == [_orchard._segment_name(1, u) + ".json" for u in (0, 1, 2)]
+    # A second run into the same folder is refused unless asked...
+    with pytest.raises(orchard.InvalidArgumentError, match="not empty.*resume.*overwrite") as e:
+        ospark.run(str(fruits_dir / "Test"), str(out), spark=local_spark, size=SIZE,
+                   pca_components=5)
+    assert "--" not in str(e.value)
+    # ... resuming a finished run featurizes nothing and rewrites the same files...
+    first = {name: (out / name).read_bytes() for name in FILES
+             if name not in ("manifest.json", "_orchard")}
+    again = ospark.run(str(fruits_dir / "Test"), str(out), spark=local_spark, size=SIZE,
+                       pca_components=5, resume=True)
+    assert (again["featurized"], again["reused"], again["partitions"]) == (0, 50, 0)
     for name, data in first.items():
-        if name == "pca.json":  # merge order differs: equal up to rounding, checked above
-            continue
         assert (out / name).read_bytes() == data, name
+    # ... and overwriting with another partitioning and smaller batches changes nothing but
+    # the descriptors' last bits (other batches): the CLI's result up to rounding.
+    ospark.run(str(fruits_dir / "Test"), str(out), spark=local_spark, size=SIZE,
+               pca_components=5, batch=8, num_partitions=5, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert len(list((out / "_orchard" / "segments").glob("*.json"))) == 5
     assert_same_result(out, cli_test5)
 
 
@@ -332,12 +296,22 @@ def test_errors_quoting_limit_and_save_raw_as_the_cli(local_spark: SparkSession,
     assert_same_result(limited, cli_limited)
 
 
-def test_binary_file_source_same_as_cli(local_spark: SparkSession, fruits_dir: Path,
-                                        cli_test5: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    ospark.run(str(fruits_dir / "Test"), str(out), spark=local_spark, size=SIZE,
-               pca_components=5, source="binaryFile", num_partitions=3)
-    assert_same_result(out, cli_test5)
+def test_binary_file_source_is_refused_with_directions(local_spark: SparkSession,
+                                                      fruits_dir: Path, tmp_path: Path) -> None:
+    """A run keeps a descriptor store, which needs Orchard's listing: source='binaryFile'
+    is refused before anything is read or written, pointing to the building blocks."""
+    tracker = local_spark.sparkContext.statusTracker()
+    local_spark.sparkContext.setJobGroup("binary-file", "must not run")
+    try:
+        for run in (ospark.run, ospark.update):
+            with pytest.raises(orchard.InvalidArgumentError,
+                               match="featurize_binary_files.*fit_pca.*transform"):
+                run(str(fruits_dir / "Test"), str(tmp_path / "out"), spark=local_spark,
+                    size=SIZE, source="binaryFile")
+        assert tracker.getJobIdsForGroup("binary-file") == []
+    finally:
+        local_spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
 
 
 def test_building_blocks(local_spark: SparkSession, fruits_dir: Path, cli_test5: Path) -> None:
@@ -347,6 +321,11 @@ def test_building_blocks(local_spark: SparkSession, fruits_dir: Path, cli_test5:
     options = ospark.ModelOptions(size=SIZE)
     outcomes = ospark.featurize_binary_files(files, root=str(fruits_dir / "Test"),
                                              options=options).cache()
+    features_type = outcomes.schema["features"].dataType
+    assert isinstance(features_type, ArrayType) and isinstance(features_type.elementType,
+                                                               FloatType)
+    row = outcomes.where("features IS NOT NULL").first()
+    assert isinstance(row["features"], list) and len(row["features"]) == 1280
     model, count = ospark.fit_pca(outcomes, 1280, components=5)
     assert count == 50 and model is not None and model.k == 5
     projected = ospark.transform(outcomes, model).orderBy("path").toPandas()
@@ -362,7 +341,7 @@ def test_fit_pca_tree_merge_equals_one_pass(local_spark: SparkSession) -> None:
     rng = np.random.default_rng(7)
     dim = 24
     x = (rng.standard_normal((500, dim)) * np.linspace(5, 0.1, dim)).astype(np.float32)
-    rows = [(i, f"c{i % 3}/{i:04d}.jpg", f"c{i % 3}", x[i].tobytes(), None, None)
+    rows = [(i, f"c{i % 3}/{i:04d}.jpg", f"c{i % 3}", x[i].tolist(), None, None)
             for i in range(len(x))]
     rows.append((500, "bad.jpg", "", None, "decode", "corrupt"))  # failures are skipped
     df = local_spark.createDataFrame(local_spark.sparkContext.parallelize(rows, 7),
@@ -398,14 +377,19 @@ def test_s3_output(local_spark: SparkSession, s3_server: s3fx.S3TestConfig, s3_c
                    monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in s3fx.aws_env(s3_server, tmp_path).items():
         monkeypatch.setenv(key, value)
-    for _ in range(2):  # a rerun replaces the objects: same keys, same bytes
-        ospark.run(fruits_bucket.url + "Test", f"s3://{s3_bucket}/runs/1", spark=local_spark,
-                   size=SIZE, pca_components=5, s3_endpoint=s3_server.endpoint)
+    for overwrite in (False, True):  # an overwrite replaces the objects: same keys, bytes
+        summary = ospark.run(fruits_bucket.url + "Test", f"s3://{s3_bucket}/runs/1",
+                             spark=local_spark, size=SIZE, pca_components=5,
+                             s3_endpoint=s3_server.endpoint, num_partitions=2,
+                             overwrite=overwrite)
+        assert summary["featurized"] == 50 and summary["segments"] == 2
         local = tmp_path / "downloaded"
         shutil.rmtree(local, ignore_errors=True)
         s3fx.download_prefix(s3_client, s3_bucket, "runs/1/", local)
         assert sorted(p.name for p in local.iterdir()) == sorted(FILES)
+        assert len(list((local / "_orchard" / "segments").glob("*.json"))) == 2
         assert_same_result(local, cli_test5)
+        assert_same_bytes(local, cli_test5)
 
 
 def test_unwritable_s3_output_fails_before_any_job(
@@ -436,7 +420,11 @@ def test_main_usage_errors_exit_2(tmp_path: Path) -> None:
     model = main("--model", "no_such_model")
     assert model.returncode == 2 and "no_such_model" in model.stderr, model.stderr
     batch = main("--batch", "0")
-    assert batch.returncode == 2 and "batch" in batch.stderr, batch.stderr
+    assert batch.returncode == 2 and "--batch must be in 1..4096" in batch.stderr, batch.stderr
+    source = main("--source", "binaryFile")
+    assert source.returncode == 2 and "featurize_binary_files" in source.stderr, source.stderr
+    both_modes = main("--resume", "--overwrite")
+    assert both_modes.returncode == 2, both_modes.stderr
 
 
 def test_main_runs_in_the_active_session(local_spark: SparkSession, fruits_dir: Path,
@@ -461,10 +449,132 @@ def test_fewer_than_two_images_fail_like_the_cli(local_spark: SparkSession, tmp_
         ospark.run(str(tmp_path / "in"), str(tmp_path / "out"), spark=local_spark, size=SIZE)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["errors.csv", "manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        ["_orchard", "errors.csv", "manifest.json"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(orchard.NotFoundError, match="nothing to process"):
         ospark.run(str(tmp_path / "empty"), str(tmp_path / "out2"), spark=local_spark, size=SIZE)
+
+
+def test_python_option_errors_name_no_flags(local_spark: SparkSession, fruits_dir: Path,
+                                            tmp_path: Path) -> None:
+    """The core checks the options (one set of rules for every front end) and, from Python,
+    names them as arguments: never as --flags."""
+    tracker = local_spark.sparkContext.statusTracker()
+    local_spark.sparkContext.setJobGroup("bad-options", "must not run")
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"batch": 0}, "batch must be in 1..4096"),
+        ({"threads": -1}, "threads must be in 0..1024"),
+        ({"size": 5000}, "size must be"),
+        ({"pca_variance": 1.5}, "pca_variance must be in"),
+        ({"limit": -1}, "limit must be positive"),
+        ({"max_pixels": 0}, "max_pixels must be positive"),
+        ({"pca_components": 3, "pca_variance": 0.5}, "pca_components or pca_variance"),
+        ({"resume": True, "overwrite": True}, "resume or overwrite"),
+    ]
+    try:
+        for kwargs, message in bad:
+            with pytest.raises(orchard.InvalidArgumentError, match=message) as e:
+                ospark.run(str(fruits_dir / "Test"), str(tmp_path / "out"), spark=local_spark,
+                           **kwargs)
+            assert "--" not in str(e.value), str(e.value)
+        assert tracker.getJobIdsForGroup("bad-options") == []
+    finally:
+        local_spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_after_a_killed_driver(fruits_dir: Path, cli_test5: Path, tmp_path: Path) -> None:
+    """The driver is killed (SIGKILL, by the core's crash point) as the C++ run writes its
+    first output chunk, after the executors committed every segment. The rerun with
+    --resume featurizes nothing and writes the outputs of an uninterrupted CLI run, byte for
+    byte."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "orchard.spark", "run", "--input", str(fruits_dir / "Test"),
+               "--output", str(out), "--size", str(SIZE), "--pca-components", "5",
+               "--master", "local[2]", "--partitions", "3", "--quiet"]
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
+           "ORCHARD_CRASH_AT": "write:1"}
+    crashed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert not (out / "features.csv").exists() and not (out / "manifest.json").exists()
+    assert len(list((out / "_orchard" / "segments").glob("*.json"))) == 3
+    del env["ORCHARD_CRASH_AT"]
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(0 featurized in 0 partitions, 50 reused from the descriptor store)" in \
+        resumed.stderr, resumed.stderr
+    assert_same_bytes(out, cli_test5)
+    assert_same_result(out, cli_test5)
+
+
+def test_update_after_adding_and_removing_images_equals_a_fresh_run(
+        local_spark: SparkSession, fruits_dir: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    source = sorted((fruits_dir / "Test").rglob("*.jpg"))
+    assert len(source) == 50
+    root = tmp_path / "in"
+
+    def put(path: Path) -> None:
+        target = root / path.relative_to(fruits_dir / "Test")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+
+    for path in source[:40]:
+        put(path)
+    out = tmp_path / "out"
+    ospark.run(str(root), str(out), spark=local_spark, size=SIZE, pca_components=4,
+               num_partitions=2)
+    removed = source[:40][::13]  # 4 images, from the first and the later partitions
+    for path in removed:
+        (root / path.relative_to(fruits_dir / "Test")).unlink()
+    for path in source[40:]:
+        put(path)
+    with caplog.at_level(logging.INFO, logger="orchard.spark"):
+        summary = ospark.update(str(root), str(out), spark=local_spark, size=SIZE,
+                                pca_components=4)
+    assert (summary["processed"], summary["featurized"], summary["reused"]) == (46, 10, 36)
+    assert summary["segments"] == 1  # the 10 new images: one unit, one partition
+    logged = caplog.text
+    assert "10 images to featurize, 36 reused" in logged and "1 segments committed" in logged
+    fresh = tmp_path / "fresh"
+    ospark.run(str(root), str(fresh), spark=local_spark, size=SIZE, pca_components=4)
+    assert_same_result(out, fresh)
+    paths = [p for p, _ in read_features(out / "features.csv")[1]]
+    assert not {str(p.relative_to(fruits_dir / "Test")) for p in removed} & set(paths)
+    # An update with other settings is refused: the stored descriptors would not match.
+    with pytest.raises(orchard.InvalidArgumentError, match="(?s)other settings.*overwrite") as e:
+        ospark.update(str(root), str(out), spark=local_spark, size=SIZE + 32, pca_components=4)
+    assert "--" not in str(e.value)
+
+
+def test_a_partition_committed_twice_is_stored_once(fruits_dir: Path, cli_test5: Path,
+                                                    tmp_path: Path) -> None:
+    """A retried or speculative task commits its partition again under the same segment
+    name: the segment is replaced, never added, so no row is duplicated."""
+    source, out = str(fruits_dir / "Test"), str(tmp_path / "out")
+    options = {"size": SIZE, "pca_components": 5}
+    pending = _orchard._find_pending_images(source, out, mode="new", **options)
+    images, generation, dim = pending["images"], pending["generation"], pending["dim"]
+    assert (len(images), pending["reused"], generation, dim) == (50, 0, 1, 1280)
+    units = [(u, images[s:s + 16]) for u, s in enumerate(range(0, len(images), 16))]
+    task = _worker.commit_segments_fn(source, None, ospark.ModelOptions(size=SIZE).as_tuple(),
+                                      4, out, generation, dim)
+    first = list(task(iter(units[:2])))
+    assert first == [(_orchard._segment_name(generation, 0), 32, 0)]
+    assert list(task(iter(units[:2]))) == first  # the duplicate attempt
+    assert list(task(iter(units[2:]))) == [(_orchard._segment_name(generation, 2), 18, 0)]
+    assert len(list((tmp_path / "out" / "_orchard" / "segments").glob("*.json"))) == 2
+    summary = _orchard._run(source, out, mode="resume", **options)
+    assert (summary["processed"], summary["featurized"], summary["reused"]) == (50, 0, 50)
+    assert_same_bytes(tmp_path / "out", cli_test5)
+    # A malformed segment never reaches the store.
+    with pytest.raises(orchard.InvalidArgumentError, match="rows"):
+        _orchard._commit_segment(out, None, _orchard._segment_name(generation, 9), dim,
+                                 [("a.jpg", "1", 0, None, None)], np.zeros((2, dim), np.float32))
+    with pytest.raises(orchard.InvalidArgumentError, match="generation"):
+        _orchard._commit_segment(out, None, "not-a-name", dim, [], np.zeros((0, dim), np.float32))
 
 
 # ---- standalone cluster ---------------------------------------------------------------------

@@ -1,26 +1,29 @@
-"""``python -m orchard.spark run --input ... --output ... [options]``: the CLI's ``orchard
-run`` on Spark. spark-submit takes a file, not a module; this file runs as one (it imports
-the package absolutely):
+"""``python -m orchard.spark run|update --input ... --output ... [options]``: the CLI's
+``orchard run`` and ``orchard update`` on Spark. spark-submit takes a file, not a module;
+this file runs as one (it imports the package absolutely):
 
     spark-submit --master yarn \
         --conf spark.pyspark.python=/opt/orchard/venv/bin/python \
         --conf spark.pyspark.driver.python=/opt/orchard/venv/bin/python \
         /opt/orchard/venv/lib/python3.11/site-packages/orchard/spark/__main__.py run ...
 
-Options are the CLI's (docs/cli.md) plus the Spark ones (--source, --partitions,
---read-threads, --no-parquet, --master). Exit status as the CLI: 0 success (failed images
-are listed in errors.csv), 1 the run failed, 2 usage error. Without a master from
-spark-submit or --master, runs on local[*] with this Python for the workers.
+``run`` and ``update`` take the CLI's options (docs/cli.md: ``--resume``, ``--overwrite``
+for run) plus the Spark ones (--partitions, --read-threads, --no-parquet, --master). Exit
+status as the CLI: 0 success (failed images are listed in errors.csv), 1 the run failed, 2
+usage error. Without a master from spark-submit or --master, runs on local[*] with this
+Python for the workers. Progress lines (images pending and reused, segments committed) go
+to stderr unless --quiet.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orchard
 
@@ -42,31 +45,34 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m orchard.spark",
-                                     description="Orchard's chain on Apache Spark.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="images -> descriptors -> PCA -> features.csv/.npy/.parquet")
+def _add_run_arguments(r: argparse.ArgumentParser, is_update: bool) -> None:
+    defaults = orchard.RUN_DEFAULTS
     r.add_argument("-i", "--input", required=True, help="folder or s3:// prefix")
     r.add_argument("-o", "--output", required=True, help="folder or s3:// prefix")
-    r.add_argument("-m", "--model", default="mobilenet_v2")
-    r.add_argument("--size", type=_nonnegative_int, default=0)
-    r.add_argument("--pooling", choices=["flatten", "avg", "max"], default=None)
+    r.add_argument("-m", "--model", default=defaults["model"])
+    r.add_argument("--size", type=_nonnegative_int, default=defaults["size"])
+    r.add_argument("--pooling", choices=["flatten", "avg", "max"], default=defaults["pooling"])
     pca = r.add_mutually_exclusive_group()
-    pca.add_argument("--pca-components", type=_nonnegative_int, default=0)
-    pca.add_argument("--pca-variance", type=_positive_float, default=0.0)
-    r.add_argument("--batch", type=int, default=16)
+    pca.add_argument("--pca-components", type=_nonnegative_int,
+                     default=defaults["pca_components"])
+    pca.add_argument("--pca-variance", type=_positive_float, default=defaults["pca_variance"])
+    r.add_argument("--batch", type=int, default=defaults["batch"])
     r.add_argument("--threads", type=_nonnegative_int, default=1,
                    help="per Spark task (default 1: Spark runs one task per core)")
-    r.add_argument("--limit", type=_nonnegative_int, default=0)
+    r.add_argument("--limit", type=_nonnegative_int, default=defaults["limit"])
     r.add_argument("--save-raw", action="store_true")
-    r.add_argument("--max-pixels", type=int, default=89_478_485)
-    r.add_argument("--max-pca-dim", type=int, default=8192)
-    r.add_argument("--s3-endpoint", default=None)
-    r.add_argument("--work-dir", default=None, help="driver-side staging for s3:// outputs")
+    r.add_argument("--max-pixels", type=int, default=defaults["max_pixels"])
+    r.add_argument("--max-pca-dim", type=int, default=defaults["max_pca_dim"])
+    r.add_argument("--backend", default=defaults["backend"])
+    r.add_argument("--precision", default=defaults["precision"])
+    r.add_argument("--no-jpeg-dct-scaling", dest="jpeg_dct_scaling", action="store_false",
+                   default=defaults["jpeg_dct_scaling"])
+    r.add_argument("--s3-endpoint", default=defaults["s3_endpoint"])
+    r.add_argument("--work-dir", default=None, help="the driver's spill and staging folder")
     r.add_argument("--source", choices=["orchard", "binaryFile"], default="orchard",
                    help="orchard: the driver lists, executors fetch with Orchard's client "
-                        "(default); binaryFile: Spark's binaryFile data source")
+                        "(the only source a run supports; binaryFile is refused, see "
+                        "docs/spark.md)")
     r.add_argument("--partitions", type=int, default=None)
     r.add_argument("--read-threads", type=int, default=8)
     r.add_argument("--no-parquet", action="store_true", help="do not write features.parquet")
@@ -74,8 +80,39 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "else local[*])")
     r.add_argument("--fail-on-error", action="store_true",
                    help="exit 1 if any listed file failed")
-    r.add_argument("-q", "--quiet", action="store_true", help="Spark logs at ERROR only")
+    r.add_argument("-q", "--quiet", action="store_true",
+                   help="Spark logs at ERROR only, no progress lines")
+    if not is_update:
+        mode = r.add_mutually_exclusive_group()
+        mode.add_argument("--resume", action="store_true",
+                          help="continue the interrupted run in --output: images whose "
+                               "descriptors are stored there are not featurized again")
+        mode.add_argument("--overwrite", action="store_true",
+                          help="delete Orchard's files in --output (results and stored "
+                               "descriptors) first")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m orchard.spark",
+                                     description="Orchard's chain on Apache Spark.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_arguments(sub.add_parser(
+        "run", help="images -> descriptors -> PCA -> features.csv/.npy/.parquet"), False)
+    _add_run_arguments(sub.add_parser(
+        "update", help="bring an earlier result up to date with the input: featurize only "
+                       "new or changed images, drop deleted ones, refit the PCA"), True)
     return parser
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The core's run options (orchard.RUN_DEFAULTS' names) from the parsed flags."""
+    return dict(model=args.model, size=args.size, pooling=args.pooling,
+                pca_components=args.pca_components, pca_variance=args.pca_variance,
+                batch=args.batch, threads=args.threads, limit=args.limit,
+                save_raw=args.save_raw, s3_endpoint=args.s3_endpoint,
+                max_pixels=args.max_pixels, backend=args.backend, precision=args.precision,
+                jpeg_dct_scaling=args.jpeg_dct_scaling, max_pca_dim=args.max_pca_dim,
+                work_dir=args.work_dir or "")
 
 
 def _session(master: str | None) -> tuple[SparkSession, bool]:
@@ -103,44 +140,60 @@ def _session(master: str | None) -> tuple[SparkSession, bool]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from orchard.spark.core import ModelOptions, run, validate
+    from orchard.spark.core import ModelOptions, execute
 
     start = time.monotonic()
+    if args.command == "update":
+        mode = "update"
+    else:
+        mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    options = _run_options(args)
     # Usage errors (exit 2) before any Spark work, as the CLI: bad options, unknown model.
     try:
-        validate(pca_components=args.pca_components, pca_variance=args.pca_variance,
-                 batch=args.batch, threads=args.threads, size=args.size, limit=args.limit,
-                 max_pixels=args.max_pixels)
+        if args.source != "orchard":
+            raise orchard.InvalidArgumentError(
+                "--source binaryFile cannot run a whole job (the descriptor store needs "
+                "Orchard's listing); use the building blocks featurize_binary_files, fit_pca "
+                "and transform (docs/spark.md)")
+        orchard._orchard._check_run_options(args.input, args.output, mode=mode,
+                                            option_style="cli", **options)
         ModelOptions(model=args.model, size=args.size, pooling=args.pooling, threads=1,
-                     max_pixels=args.max_pixels).featurizer()
+                     max_pixels=args.max_pixels, backend=args.backend,
+                     precision=args.precision).featurizer()
     except (orchard.InvalidArgumentError, orchard.NotFoundError) as exc:
         print(f"orchard.spark: {exc}", file=sys.stderr)
         return 2
     spark = None
     created = False
+    progress = logging.StreamHandler(sys.stderr)
+    progress.setFormatter(logging.Formatter("orchard.spark: %(message)s"))
+    logger = logging.getLogger("orchard.spark")
+    previous_level = logger.level
+    if not args.quiet:
+        logger.addHandler(progress)
+        logger.setLevel(logging.INFO)
     try:
         spark, created = _session(args.master)
         if args.quiet:
             spark.sparkContext.setLogLevel("ERROR")
-        summary = run(args.input, args.output, spark=spark, model=args.model, size=args.size,
-                      pooling=args.pooling, pca_components=args.pca_components,
-                      pca_variance=args.pca_variance, batch=args.batch, threads=args.threads,
-                      limit=args.limit, save_raw=args.save_raw, s3_endpoint=args.s3_endpoint,
-                      max_pixels=args.max_pixels, max_pca_dim=args.max_pca_dim,
-                      source=args.source, num_partitions=args.partitions,
-                      read_threads=args.read_threads, parquet=not args.no_parquet,
-                      work_dir=args.work_dir)
+        summary = execute(args.input, args.output, spark=spark, mode=mode, option_style="cli",
+                          source=args.source, num_partitions=args.partitions,
+                          read_threads=args.read_threads, parquet=not args.no_parquet,
+                          options=options)
     except (orchard.OrchardError, OSError) as exc:
         print(f"orchard.spark: {exc}", file=sys.stderr)
         return 1
     finally:
+        logger.removeHandler(progress)
+        logger.setLevel(previous_level)
         if spark is not None and created:
             spark.stop()
     seconds = time.monotonic() - start
     print(f"orchard.spark: {summary['processed']} images -> {summary['processed']} x "
           f"{summary['k']} matrix (PCA from {summary['dim']} dims, "
           f"{100 * summary['explained_variance']:.1f}% of variance) in {seconds:.1f} s "
-          f"({summary['processed'] / seconds:.1f} images/s, {summary['partitions']} partitions); "
+          f"({summary['featurized']} featurized in {summary['partitions']} partitions, "
+          f"{summary['reused']} reused from the descriptor store); "
           f"{summary['failed']} failed{' (see errors.csv)' if summary['failed'] else ''}; "
           f"results in {summary['output']}", file=sys.stderr)
     for warning in summary["warnings"]:

@@ -1,5 +1,4 @@
-"""Executor side of orchard.spark: the functions Spark runs on Arrow batches, in the Python
-worker processes.
+"""Executor side of orchard.spark: the functions Spark runs in the Python worker processes.
 
 Per-process caches. Loading a network costs 0.1-1 s and 15-550 MB; a Spark task lasts a few
 seconds. So each Python worker process keeps the Featurizer (and the Storage client, and the
@@ -11,28 +10,30 @@ them and holds no global state. Keys are the full options, so two jobs with diff
 in one application never share a network. A lock guards them in case a task is run from
 several threads (Spark itself does not).
 
-The factories (``featurize_keys_fn``...) return closures over plain values only (strings,
+The factories (``commit_segments_fn``...) return closures over plain values only (strings,
 numbers, tuples), never over an object with methods: that is what cloudpickle ships to the
 executors, as xgboost's Spark code does ("to avoid the `self` object to be pickled").
 
-Descriptor layout: ``features`` is a binary column holding one float32 little-endian row of
-``dim`` values (4 * dim bytes); failed images have a null ``features`` and a ``stage`` and
-``message`` as in errors.csv.
+Images are read and featurized by the C++ core (``Featurizer._featurize_keys``: the
+storage's reader, then the same batch featurization as the pipeline's work units), so a
+failure has the stage and message the CLI would give it.
+
+Descriptor layout in DataFrames: ``features`` is an ``array<float>`` column of ``dim``
+values; failed images have a null ``features`` and a ``stage`` and ``message`` as in
+errors.csv.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 import orchard
-
-from .formatting import csv_rows
+from orchard import _orchard
 
 _LOCK = threading.Lock()
 _FEATURIZERS: dict[tuple[Any, ...], orchard.Featurizer] = {}
@@ -40,40 +41,33 @@ _STORAGES: dict[tuple[str, str | None], orchard.Storage] = {}
 _PCA_MODELS: dict[str, orchard.PcaModel] = {}  # at most a few: keyed by the model's JSON text
 
 # Arrow schemas of what the functions below yield (Spark DDL twins are in core.py).
+FEATURES_TYPE = pa.list_(pa.float32())
 OUTCOME_SCHEMA = pa.schema([
     ("idx", pa.int64()),
     ("path", pa.string()),
     ("label", pa.string()),
-    ("features", pa.binary()),
+    ("features", FEATURES_TYPE),
     ("stage", pa.string()),
     ("message", pa.string()),
 ])
 ACCUMULATOR_SCHEMA = pa.schema([("count", pa.int64()), ("accumulator", pa.binary())])
-CHUNK_SCHEMA = pa.schema([
-    ("first_idx", pa.int64()),
-    ("rows", pa.int64()),
-    ("csv", pa.binary()),
-    ("npy", pa.binary()),
-    ("raw", pa.binary()),
-    ("paths", pa.binary()),  # Arrow IPC stream of (path, label): for Parquet on the driver
-])
 
-# Status::ToString() puts "code_name: " before the message; errors.csv, like the CLI, keeps
-# only the message.
-_STATUS_PREFIX = re.compile(
-    r"^(invalid_argument|not_found|io_error|corrupt_data|unsupported|resource_exhausted|"
-    r"cancelled|internal): ")
+# The "list" failure of a listed object whose name is not an image's (the core's text).
+NOT_AN_IMAGE = "not an image file name (accepted: .jpg .jpeg .png .webp .bmp)"
+
+Unit = tuple[int, Sequence[tuple[str, str]]]  # (unit number, [(key, content id)])
 
 
 def featurizer(options: tuple[Any, ...]) -> orchard.Featurizer:
-    """This process's Featurizer for ``options`` = (model, size, pooling, threads,
-    max_pixels, backend), built on first use."""
+    """This process's Featurizer for ``options`` (ModelOptions.as_tuple()), built on first
+    use."""
     with _LOCK:
         f = _FEATURIZERS.get(options)
         if f is None:
-            model, size, pooling, threads, max_pixels, backend = options
+            model, size, pooling, threads, max_pixels, backend, precision, dct = options
             f = orchard.Featurizer(model=model, size=size, pooling=pooling, threads=threads,
-                                   max_pixels=max_pixels, backend=backend)
+                                   max_pixels=max_pixels, backend=backend, precision=precision,
+                                   jpeg_dct_scaling=dct)
             _FEATURIZERS[options] = f
         return f
 
@@ -99,92 +93,123 @@ def pca_model(model_json: str) -> orchard.PcaModel:
         return m
 
 
-def _read_many(s: orchard.Storage, keys: list[str], threads: int
-               ) -> tuple[list[bytes | None], list[str | None]]:
-    images, errors = s.read_many(keys, threads=threads)
-    return list(images), list(errors)
+def _featurize_unit(f: orchard.Featurizer, s: orchard.Storage, keys: list[str],
+                    read_threads: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
+    """(indices, features, errors) of one unit read from ``s``, as Featurizer.featurize."""
+    return f._featurize_keys(s, keys, max(1, min(read_threads, len(keys))))
 
 
-def _outcome_batch(idx: Sequence[int], paths: Sequence[str], features: list[bytes | None],
+# ---- the run's featurize job ----------------------------------------------------------------
+
+
+def commit_segments_fn(location: str, s3_endpoint: str | None, options: tuple[Any, ...],
+                       read_threads: int, output: str, generation: int, dim: int
+                       ) -> Callable[[Iterable[Unit]], Iterator[tuple[str, int, int]]]:
+    """mapPartitions function of ``run``: featurizes the partition's units (consecutive
+    images of the pending list, ``batch`` per unit, as the CLI's work units) and commits
+    them to the descriptor store of ``output`` as one segment named after generation and
+    the partition's first unit. The name is a function of the partition's content, so a
+    retried or speculative task replaces the segment instead of adding rows. Yields one
+    (segment name, images, failed)."""
+
+    def run(units: Iterable[Unit]) -> Iterator[tuple[str, int, int]]:
+        f = featurizer(options)
+        s = storage(location, s3_endpoint)
+        first: int | None = None
+        items: list[tuple[str, str, int, str | None, str | None]] = []
+        blocks: list[np.ndarray] = []
+        rows = 0
+        failed = 0
+        for number, images in units:
+            if first is None:
+                first = number
+            keys = [key for key, _ in images]
+            indices, features, errors = _featurize_unit(f, s, keys, read_threads)
+            good = set(indices.tolist())
+            why = {index: (stage, message) for index, stage, message in errors}
+            for i, (key, content_id) in enumerate(images):
+                if i in good:  # indices ascend, so descriptor rows follow item order
+                    items.append((key, content_id, rows, None, None))
+                    rows += 1
+                else:
+                    stage, message = why[i]
+                    items.append((key, content_id, -1, stage, message))
+                    failed += 1
+            blocks.append(features)
+        if first is None:
+            return
+        descriptors = (np.concatenate(blocks) if blocks else np.empty((0, dim), np.float32))
+        name = _orchard._segment_name(generation, first)
+        _orchard._commit_segment(output, s3_endpoint, name, dim, items, descriptors)
+        yield name, len(items), failed
+
+    return run
+
+
+# ---- DataFrame building blocks --------------------------------------------------------------
+
+
+def _features_column(n: int, good: Sequence[int], features: np.ndarray) -> pa.Array:
+    """An array<float> column of n rows: features[j] at row good[j], null elsewhere."""
+    dim = features.shape[1] if features.ndim == 2 else 0
+    has = np.zeros(n, dtype=bool)
+    has[list(good)] = True
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.where(has, dim, 0), out=offsets[1:])
+    values = pa.array(np.ascontiguousarray(features, dtype=np.float32).reshape(-1), pa.float32())
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=FEATURES_TYPE,
+                                    mask=pa.array(~has))
+
+
+def _outcome_batch(idx: Sequence[int], paths: Sequence[str], features: pa.Array,
                    stages: list[str | None], messages: list[str | None]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [pa.array(idx, pa.int64()), pa.array(paths, pa.string()),
-         pa.array([orchard.label_of(p) for p in paths], pa.string()),
-         pa.array(features, pa.binary()), pa.array(stages, pa.string()),
-         pa.array(messages, pa.string())],
+         pa.array([orchard.label_of(p) for p in paths], pa.string()), features,
+         pa.array(stages, pa.string()), pa.array(messages, pa.string())],
         schema=OUTCOME_SCHEMA)
 
 
-def _featurize_unit(f: orchard.Featurizer, images: list[bytes | None],
-                    read_errors: list[str | None]) -> tuple[list[bytes | None], list[str | None],
-                                                           list[str | None]]:
-    """Descriptors of one unit; images[i] is None when it could not be read."""
-    n = len(images)
-    features: list[bytes | None] = [None] * n
+def _outcomes(n: int, indices: np.ndarray, features: np.ndarray,
+              errors: Iterable[tuple[int, str, str]]
+              ) -> tuple[pa.Array, list[str | None], list[str | None]]:
     stages: list[str | None] = [None] * n
     messages: list[str | None] = [None] * n
-    readable = [i for i in range(n) if images[i] is not None]
-    for i in range(n):
-        if images[i] is None:
-            stages[i] = "read"
-            messages[i] = _STATUS_PREFIX.sub("", read_errors[i] or "unreadable")
-    if readable:
-        result = f.featurize([images[i] for i in readable])
-        rows = np.ascontiguousarray(result.features, dtype="<f4")
-        for row, j in zip(rows, result.indices.tolist()):
-            features[readable[j]] = row.tobytes()
-        for e in result.errors:
-            i = readable[e.index]
-            stages[i] = e.stage
-            messages[i] = e.message
-    return features, stages, messages
+    for index, stage, message in errors:
+        stages[index], messages[index] = stage, message
+    return _features_column(n, indices.tolist(), features), stages, messages
 
 
 def featurize_keys_fn(location: str, s3_endpoint: str | None, options: tuple[Any, ...],
-                      read_threads: int, rows_per_batch: int
+                      read_threads: int
                       ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """mapInArrow function: (idx, path, unit) rows of image keys relative to ``location`` ->
     OUTCOME_SCHEMA. Rows of one unit (consecutive images, as the CLI batches them) are
-    featurized together; a partition holds whole units (core.py makes them so)."""
+    featurized together; a partition holds whole units (keys_dataframe makes them so)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         f = featurizer(options)
         s = storage(location, s3_endpoint)
-        out: list[tuple[list[int], list[str], list[bytes | None], list[str | None],
-                        list[str | None]]] = []
-        out_rows = 0
-
-        def process(idx: list[int], paths: list[str]) -> None:
-            nonlocal out_rows
-            images, errors = _read_many(s, paths, max(1, min(read_threads, len(paths))))
-            out.append((idx, paths, *_featurize_unit(f, images, errors)))
-            out_rows += len(idx)
-
-        def flush() -> Iterator[pa.RecordBatch]:
-            nonlocal out_rows
-            if out:
-                cols = [sum((o[c] for o in out), []) for c in range(5)]
-                out.clear()
-                out_rows = 0
-                yield _outcome_batch(*cols)
-
         unit_idx: list[int] = []
         unit_paths: list[str] = []
         current_unit = None
+
+        def process() -> pa.RecordBatch:
+            indices, features, errors = _featurize_unit(f, s, unit_paths, read_threads)
+            return _outcome_batch(unit_idx, unit_paths,
+                                  *_outcomes(len(unit_paths), indices, features, errors))
+
         for batch in batches:
             for i, p, u in zip(batch.column("idx").to_pylist(), batch.column("path").to_pylist(),
                                batch.column("unit").to_pylist()):
                 if unit_idx and u != current_unit:
-                    process(unit_idx, unit_paths)
+                    yield process()
                     unit_idx, unit_paths = [], []
-                    if out_rows >= rows_per_batch:
-                        yield from flush()
                 current_unit = u
                 unit_idx.append(i)
                 unit_paths.append(p)
         if unit_idx:
-            process(unit_idx, unit_paths)
-        yield from flush()
+            yield process()
 
     return run
 
@@ -204,21 +229,17 @@ def featurize_content_fn(root: str, options: tuple[Any, ...], batch: int
             for start in range(0, len(full), batch):
                 stop = min(start + batch, len(full))
                 paths = [relative_path(p, root) for p in full[start:stop]]
-                named = [bool(orchard.has_image_extension(p)) for p in paths]
-                # Files whose name is not an image's never reach the decoder.
-                images = [content[start + j].as_py() if named[j] else None
-                          for j in range(len(paths))]
-                read_errors = [None if image is not None else "no content" for image in images]
-                features, stages, messages = _featurize_unit(f, images, read_errors)
-                for j in range(len(paths)):
-                    if not named[j]:
-                        stages[j], messages[j] = "list", NOT_AN_IMAGE
-                yield _outcome_batch([-1] * len(paths), paths, features, stages, messages)
+                named = [j for j, p in enumerate(paths) if orchard.has_image_extension(p)]
+                result = f.featurize([content[start + j].as_py() for j in named])
+                indices = np.array([named[i] for i in result.indices.tolist()], dtype=np.int64)
+                errors = [(named[e.index], e.stage, e.message) for e in result.errors]
+                image_names = set(named)
+                errors += [(j, "list", NOT_AN_IMAGE) for j in range(len(paths))
+                           if j not in image_names]
+                yield _outcome_batch([-1] * len(paths), paths,
+                                     *_outcomes(len(paths), indices, result.features, errors))
 
     return run
-
-
-NOT_AN_IMAGE = "not an image file name (accepted: .jpg .jpeg .png .webp .bmp)"
 
 
 def relative_path(path: str, root: str) -> str:
@@ -242,20 +263,20 @@ def _normalize_uri(u: str) -> str:
     return u
 
 
-def _features_matrix(column: pa.Array, dim: int) -> np.ndarray:
-    """(n, dim) float32 view of a binary column of n non-null float32 rows."""
+def features_matrix(column: pa.Array | pa.ChunkedArray, dim: int) -> np.ndarray:
+    """(n, dim) float32 matrix of an array<float> column of n non-null rows of dim values."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     n = len(column)
     if n == 0:
         return np.empty((0, dim), np.float32)
     if column.null_count:
         raise ValueError("descriptor column holds nulls")
-    column = column.cast(pa.binary()) if column.type != pa.binary() else column
-    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32, count=n + 1,
-                            offset=column.offset * 4)
-    if not np.all(np.diff(offsets) == 4 * dim):
-        raise ValueError(f"descriptor rows are not {dim} float32 values")
-    data = np.frombuffer(column.buffers()[2], dtype="<f4", count=n * dim, offset=int(offsets[0]))
-    return data.reshape(n, dim)
+    offsets = column.offsets.to_numpy()
+    if not np.all(np.diff(offsets) == dim):
+        raise ValueError(f"descriptor rows are not {dim} float values")
+    values = column.values.slice(int(offsets[0]), n * dim)
+    return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, dim)
 
 
 def accumulate_fn(dim: int, max_dim: int
@@ -266,7 +287,7 @@ def accumulate_fn(dim: int, max_dim: int
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         acc = orchard.PcaAccumulator(dim, max_dim=max_dim)
         for b in batches:
-            x = _features_matrix(b.column("features"), dim)
+            x = features_matrix(b.column("features"), dim)
             if len(x):
                 acc.update(x)
         if acc.count:
@@ -291,53 +312,17 @@ def transform_fn(model_json: Any, dim: int, k: int, keep_features: bool
     names = [f"pc_{j}" for j in range(1, k + 1)]
     schema = pa.schema([("idx", pa.int64()), ("path", pa.string()), ("label", pa.string())] +
                        [(n, pa.float32()) for n in names] +
-                       ([("features", pa.binary())] if keep_features else []))
+                       ([("features", FEATURES_TYPE)] if keep_features else []))
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         model = pca_model(model_json.value)
         for b in batches:
-            x = _features_matrix(b.column("features"), dim)
+            x = features_matrix(b.column("features"), dim)
             y = model.transform(x) if len(x) else np.empty((0, k), np.float32)
             cols = [b.column("idx"), b.column("path"), b.column("label")]
             cols += [pa.array(y[:, j]) for j in range(k)]
             if keep_features:
-                cols.append(b.column("features"))
+                cols.append(b.column("features").cast(FEATURES_TYPE))
             yield pa.RecordBatch.from_arrays(cols, schema=schema)
-
-    return run
-
-
-def render_fn(dim: int, k: int, save_raw: bool, rows_per_chunk: int
-              ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """mapInArrow function: transformed rows (idx, path, label, pc_1..pc_k[, features]) in
-    output order -> CHUNK_SCHEMA rows holding the exact bytes of features.csv lines and
-    features.npy (raw.npy) data for up to ``rows_per_chunk`` rows, so the formatting work is
-    spread over the executors and the driver only concatenates."""
-    names = [f"pc_{j}" for j in range(1, k + 1)]
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for b in batches:
-            for start in range(0, b.num_rows, rows_per_chunk):
-                part = b.slice(start, rows_per_chunk)
-                paths = part.column("path").to_pylist()
-                labels = part.column("label").to_pylist()
-                y = np.column_stack([part.column(n).to_numpy(zero_copy_only=False) for n in names]
-                                    ).astype("<f4", copy=False) if k else np.empty((len(paths), 0))
-                raw = b""
-                if save_raw:
-                    raw = _features_matrix(part.column("features"), dim).tobytes()
-                sink = pa.BufferOutputStream()
-                names_batch = pa.RecordBatch.from_arrays(
-                    [part.column("path"), part.column("label")], names=["path", "label"])
-                with pa.ipc.new_stream(sink, names_batch.schema) as w:
-                    w.write_batch(names_batch)
-                first = part.column("idx")[0].as_py() if part.num_rows else -1
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array([first], pa.int64()), pa.array([part.num_rows], pa.int64()),
-                     pa.array([csv_rows(paths, labels, y).encode("utf-8")], pa.binary()),
-                     pa.array([np.ascontiguousarray(y, dtype="<f4").tobytes()], pa.binary()),
-                     pa.array([raw], pa.binary()),
-                     pa.array([sink.getvalue().to_pybytes()], pa.binary())],
-                    schema=CHUNK_SCHEMA)
 
     return run

@@ -1,92 +1,88 @@
-"""Driver side of orchard.spark: listing, the featurize/PCA/transform jobs, and the outputs.
+"""Driver side of orchard.spark: the run, and the DataFrame building blocks.
 
-Everything here is a function of its arguments (no module state). Functions shipped to the
-executors are built by ``_worker``'s factories from plain values, never from an object.
+Everything here is a function of its arguments (no module state besides the logger).
+Functions shipped to the executors are built by ``_worker``'s factories from plain values,
+never from an object.
 
-Data flow of ``run`` (see docs/spark.md):
+``run`` is the C++ run (orchard/pipeline.h) with its featurization spread over the cluster
+(see docs/spark.md):
 
-1. The driver lists the input with Orchard's own storage (local or s3://, no hadoop-aws),
-   in byte order of the key, and cuts the images into *units* of ``batch`` consecutive images
-   (the CLI's batches). Units go to partitions as contiguous ranges (``parallelize``), so the
-   content of every partition is fixed by the listing alone: a retried or speculative task
-   recomputes exactly the same rows.
-2. ``mapInArrow``: executors fetch their keys with the native client (``read_many``) and
-   featurize each unit with a per-process cached model -> (idx, path, label, features,
-   stage, message), persisted (memory and disk).
-3. PCA: one PcaAccumulator per partition (``mapInArrow``), serialized, merged with
-   ``treeReduce`` on bytes, finalized on the driver (k by components or variance).
-4. Transform on the executors with the PcaModel JSON broadcast, and the exact CSV/NPY bytes
-   rendered there too.
-5. The driver streams the rendered chunks in row order (``toLocalIterator``: one partition
-   in memory at a time) into features.csv, features.npy, features.parquet (and raw.npy),
-   then writes pca.json, errors.csv and manifest.json, each under a temporary name, and
-   publishes them (rename, or upload to S3) with the manifest last. Tasks write nothing:
-   outputs are written once, by the driver, from the job's results, so task retries and
-   speculation can neither duplicate nor lose a row.
+1. Driver: ``_find_pending_images`` prepares the output exactly as ``orchard run`` would
+   (the mode's rules; the descriptor store's fingerprint written, or checked against the
+   model), lists the input with Orchard's storage and returns the images the store lacks,
+   in listing order.
+2. Executors: the pending images are cut into *units* of ``batch`` consecutive images (the
+   CLI's work units), whole units in contiguous ranges per partition (``parallelize``).
+   Each task reads and featurizes its units with the C++ core and commits them as ONE
+   segment of the store, named after the run's generation and the partition's first unit:
+   a retried or speculative task rewrites the same segment, so no image is stored twice.
+3. Driver: the C++ run in resume mode finishes: it featurizes nothing that was committed,
+   fits the exact PCA on every stored descriptor in listing order, and writes every output
+   (features.csv, .npy, pca.json, errors.csv, manifest.json, features.parquet through
+   ``ParquetSink``) with the CLI's code. The files are the CLI's, byte for byte, when the
+   descriptors are.
+
+A driver killed at any point leaves the committed segments; ``run(..., resume=True)``
+featurizes only what is missing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import heapq
-import json
+import logging
 import math
-import os
-import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-from pyspark import StorageLevel
+from pyspark import SparkContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import orchard
+from orchard import _orchard
+from orchard.sinks import ParquetSink
 
 from . import _worker
-from .formatting import csv_line, npy_header
 
-OUTCOME_DDL = ("idx long, path string, label string, features binary, stage string, "
+OUTCOME_DDL = ("idx long, path string, label string, features array<float>, stage string, "
                "message string")
 KEYS_DDL = "idx long, path string, unit long"
 ACCUMULATOR_DDL = "count long, accumulator binary"
-CHUNK_DDL = "first_idx long, rows long, csv binary, npy binary, raw binary, paths binary"
-DEFAULT_MAX_PIXELS = 89_478_485
-PARQUET_ROW_GROUP = 65_536
-RESULT_FILES = ("features.csv", "features.npy", "features.parquet", "raw.npy", "pca.json",
-                "errors.csv")
+_DEFAULTS = orchard.RUN_DEFAULTS
+
+_log = logging.getLogger("orchard.spark")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
-    """How images become descriptors; the same meaning as the CLI's options.
+    """How images become descriptors; the same meaning as the CLI's options, the same
+    defaults (the core's), except ``threads``.
 
     ``threads`` is per task (decode threads and the network's cores): Spark already runs one
     task per executor core, so the default 1 uses every core without oversubscribing it.
     """
 
-    model: str = "mobilenet_v2"
-    size: int = 0
-    pooling: str | None = None
+    model: str = _DEFAULTS["model"]
+    size: int = _DEFAULTS["size"]
+    pooling: str | None = _DEFAULTS["pooling"]
     threads: int = 1
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    backend: str = orchard.DEFAULT_BACKEND
+    max_pixels: int = _DEFAULTS["max_pixels"]
+    backend: str = _DEFAULTS["backend"]
+    precision: str = _DEFAULTS["precision"]
+    jpeg_dct_scaling: bool = _DEFAULTS["jpeg_dct_scaling"]
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return (self.model, self.size, self.pooling, self.threads, self.max_pixels, self.backend)
+        return (self.model, self.size, self.pooling, self.threads, self.max_pixels,
+                self.backend, self.precision, self.jpeg_dct_scaling)
 
     def featurizer(self) -> orchard.Featurizer:
         """A Featurizer with these options, for the driver (model checks and metadata)."""
         return orchard.Featurizer(model=self.model, size=self.size, pooling=self.pooling,
                                   threads=self.threads, max_pixels=self.max_pixels,
-                                  backend=self.backend)
+                                  backend=self.backend, precision=self.precision,
+                                  jpeg_dct_scaling=self.jpeg_dct_scaling)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +127,14 @@ def default_partitions(spark: SparkSession, images: int, batch: int) -> int:
     return max(1, min(units, max(2 * parallelism, math.ceil(images / 1024))))
 
 
+def partitions_for(spark: SparkSession, images: int, batch: int,
+                   num_partitions: int | None) -> int:
+    """The number of partitions of ``images`` images: ``num_partitions`` (default:
+    default_partitions) capped at the number of units."""
+    units = max(1, math.ceil(images / batch))
+    return max(1, min(num_partitions or default_partitions(spark, images, batch), units))
+
+
 def keys_dataframe(spark: SparkSession, images: Sequence[tuple[int, str]], *, batch: int,
                    num_partitions: int | None = None) -> DataFrame:
     """DataFrame (idx, path, unit) of the images, ``batch`` consecutive images per unit and
@@ -145,27 +149,19 @@ def keys_dataframe(spark: SparkSession, images: Sequence[tuple[int, str]], *, ba
     return spark.createDataFrame(rdd, KEYS_DDL)
 
 
-def partitions_for(spark: SparkSession, images: int, batch: int,
-                   num_partitions: int | None) -> int:
-    """The number of partitions keys_dataframe makes: ``num_partitions`` (default:
-    default_partitions) capped at the number of units."""
-    units = max(1, math.ceil(images / batch))
-    return max(1, min(num_partitions or default_partitions(spark, images, batch), units))
-
-
 def featurize_keys(keys: DataFrame, location: str, *, options: ModelOptions = ModelOptions(),
                    s3_endpoint: str | None = None, read_threads: int = 8) -> DataFrame:
     """Descriptors of the images named by ``keys`` (idx, path, unit), read from
     ``location`` by the executors with Orchard's native client. Returns (idx, path, label,
-    features, stage, message); ``features`` is null for a failed image (stage and message
-    say why)."""
-    fn = _worker.featurize_keys_fn(location, s3_endpoint, options.as_tuple(), read_threads,
-                                   rows_per_batch=1024)
+    features array<float>, stage, message); ``features`` is null for a failed image (stage
+    and message say why, as in errors.csv)."""
+    fn = _worker.featurize_keys_fn(location, s3_endpoint, options.as_tuple(), read_threads)
     return keys.mapInArrow(fn, OUTCOME_DDL)
 
 
 def featurize_binary_files(images: DataFrame, *, root: str = "",
-                           options: ModelOptions = ModelOptions(), batch: int = 16) -> DataFrame:
+                           options: ModelOptions = ModelOptions(),
+                           batch: int = _DEFAULTS["batch"]) -> DataFrame:
     """Descriptors of a DataFrame with ``path`` and ``content`` columns, e.g.
     ``spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(dir)``.
     Paths are made relative to ``root`` (give the loaded folder, in any spelling: '/data/x',
@@ -176,11 +172,12 @@ def featurize_binary_files(images: DataFrame, *, root: str = "",
 
 
 def fit_pca(features: DataFrame, dim: int, *, components: int | None = None,
-            variance: float | None = None, max_dim: int = 8192, depth: int = 2
-            ) -> tuple[orchard.PcaModel | None, int]:
-    """Exact PCA of the non-null ``features`` rows: a PcaAccumulator per partition, merged
-    as bytes by ``treeReduce`` on the executors, finalized here. Returns (model, count);
-    model is None when fewer than 2 rows have a descriptor."""
+            variance: float | None = None, max_dim: int = _DEFAULTS["max_pca_dim"],
+            depth: int = 2) -> tuple[orchard.PcaModel | None, int]:
+    """Exact PCA of the non-null ``features`` rows (array<float> of ``dim``): a
+    PcaAccumulator per partition, merged as bytes by ``treeReduce`` on the executors,
+    finalized here. Returns (model, count); model is None when fewer than 2 rows have a
+    descriptor."""
     accs = (features.where(F.col("features").isNotNull()).select("features")
             .mapInArrow(_worker.accumulate_fn(dim, max_dim), ACCUMULATOR_DDL))
     merge = _worker.merge_accumulators
@@ -209,377 +206,172 @@ def transform(features: DataFrame, model: orchard.PcaModel, *,
     ddl = "idx long, path string, label string, " + ", ".join(f"pc_{j} float"
                                                               for j in range(1, k + 1))
     if keep_features:
-        ddl += ", features binary"
+        ddl += ", features array<float>"
     fn = _worker.transform_fn(shared, int(model.dim), k, keep_features)
     return (features.where(F.col("features").isNotNull())
             .select("idx", "path", "label", "features").mapInArrow(fn, ddl))
 
 
-# ---- outputs --------------------------------------------------------------------------------
+# ---- the run --------------------------------------------------------------------------------
 
 
-class _Staging:
-    """Where the result files are written before they are published.
-
-    Local output: temporary names in the output folder, renamed on publish (atomic on one
-    file system). s3:// output: a local temporary folder, uploaded on publish with Orchard's
-    S3 client. The manifest is published last, so whoever sees it sees a complete result.
-    An s3:// output is checked for writing when the staging is made, before any job runs,
-    as the CLI does: a wrong bucket or a missing permission fails in seconds, not after the
-    cluster has featurized the whole collection.
-    """
-
-    def __init__(self, output: str, s3_endpoint: str | None, work_dir: str | None) -> None:
-        self.output = output
-        self.s3_endpoint = s3_endpoint
-        self.remote = _is_s3(output)
-        if self.remote:
-            _check_writable(output, s3_endpoint)
-            self.dir = Path(tempfile.mkdtemp(prefix="orchard-spark-", dir=work_dir))
-            self.tag = ""
-        else:
-            self.dir = Path(output)
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self.tag = f".orchard-tmp-{uuid.uuid4().hex[:12]}"
-        self.written: list[str] = []
-
-    def path(self, name: str) -> Path:
-        if name not in self.written:
-            self.written.append(name)
-        return self.dir / (f".{name}{self.tag}" if self.tag else name)
-
-    def publish(self, names: Sequence[str]) -> None:
-        for name in names:
-            if name not in self.written:
-                continue
-            if self.remote:
-                _upload(self.path(name), _join_url(self.output, name), self.s3_endpoint)
-            else:
-                os.replace(self.path(name), self.dir / name)
-
-    def cleanup(self) -> None:
-        if self.remote:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        else:
-            for name in self.written:
-                with contextlib.suppress(FileNotFoundError):
-                    self.path(name).unlink()
-
-
-def _is_s3(location: str) -> bool:
-    return location.startswith(("s3://", "s3a://", "s3n://"))
-
-
-def _join_url(prefix: str, name: str) -> str:
-    return prefix.rstrip("/") + "/" + name
-
-
-def _check_writable(output: str, s3_endpoint: str | None) -> None:
-    """Probes the manifest's key (the CLI's probe): a multipart upload started and aborted."""
+@contextlib.contextmanager
+def _job_description(sc: SparkContext, text: str) -> Iterator[None]:
+    """Names the Spark jobs started inside (Spark UI, logs), then restores the previous."""
+    previous = sc.getLocalProperty("spark.job.description")
+    sc.setJobDescription(text)
     try:
-        orchard.check_writable(_join_url(output, "manifest.json"), s3_endpoint=s3_endpoint)
-    except orchard.OrchardError as exc:
-        raise type(exc)(f"output {output} is not writable: {exc}") from exc
+        yield
+    finally:
+        sc.setLocalProperty("spark.job.description", previous)  # type: ignore[arg-type]
 
 
-def _upload(local: Path, url: str, s3_endpoint: str | None) -> None:
-    """Uploads with Orchard's native client (multipart above 16 MiB, aborted on failure)."""
-    orchard.upload_file(str(local), url, s3_endpoint=s3_endpoint)
+def _binary_file_error() -> orchard.InvalidArgumentError:
+    return orchard.InvalidArgumentError(
+        "source='binaryFile' cannot run a whole job: a run keeps a descriptor store in its "
+        "output, which needs Orchard's own listing of the input (and each object's content "
+        "identity). Use source='orchard' (the default), or, to read the images with Spark's "
+        "binaryFile data source, the building blocks featurize_binary_files + fit_pca + "
+        "transform (docs/spark.md)")
 
 
-def _write_text(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-
-
-def cli_model_json(info: dict[str, Any]) -> dict[str, Any]:
-    """The "model" object of the CLI's manifest.json and pca.json, from Featurizer.model_info."""
-    return {
-        "name": info["name"],
-        "file": os.path.basename(str(info["file"])),
-        "sha256": info["sha256"],
-        "weights": info["weights"],
-        "random_weights": bool(info["random_weights"]),
-        "weights_source": info["weights_source"],
-        "backend": info["backend"],
-        "precision": info["precision"],
-        "feature_layer": info["feature_layer"],
-        "input_size": list(info["input_size"]),
-        "pooling": info["pooling"],
-        "feature_shape": list(info["feature_shape"]),
-        "descriptor_dim": int(info["dim"]),
-    }
-
-
-def pca_json(model: orchard.PcaModel, model_info: dict[str, Any]) -> str:
-    """pca.json as the CLI writes it: the PcaModel's JSON plus the model that made the
-    descriptors, keys sorted, one-space indent."""
-    doc = json.loads(model.to_json())
-    doc["model"] = cli_model_json(model_info)
-    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
-
-
-@dataclasses.dataclass
-class _Written:
-    rows: int = 0
-    seconds: float = 0.0
-
-
-def _write_matrix(chunks: Iterator[Any], staging: _Staging, *, n: int, k: int, dim: int,
-                  save_raw: bool, parquet: bool, ordered_by_idx: bool) -> _Written:
-    """Streams the rendered chunks (CHUNK_DDL rows, in output order) into the files."""
+def execute(input: str, output: str, *, spark: SparkSession | None, mode: str,
+            option_style: str, source: str, num_partitions: int | None, read_threads: int,
+            parquet: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """The body of ``run`` and ``update`` (and of ``python -m orchard.spark``, which names
+    options as flags: ``option_style="cli"``). ``options`` are the core's run options
+    (orchard.RUN_DEFAULTS' names); ``mode`` is the OutputMode's name."""
+    if source != "orchard":
+        if source == "binaryFile":
+            raise _binary_file_error()
+        raise orchard.InvalidArgumentError("source must be 'orchard'")
+    if num_partitions is not None and num_partitions < 1:
+        raise orchard.InvalidArgumentError("num_partitions must be positive")
+    if read_threads < 1 or read_threads > 1024:
+        raise orchard.InvalidArgumentError("read_threads must be in 1..1024")
     start = time.monotonic()
-    written = _Written()
-    pq_schema = pa.schema([("path", pa.string()), ("label", pa.string())] +
-                          [(f"pc_{j}", pa.float32()) for j in range(1, k + 1)])
-    with contextlib.ExitStack() as stack:
-        csv_file = stack.enter_context(open(staging.path("features.csv"), "wb"))
-        npy_file = stack.enter_context(open(staging.path("features.npy"), "wb"))
-        raw_file = (stack.enter_context(open(staging.path("raw.npy"), "wb")) if save_raw
-                    else None)
-        writer = (stack.enter_context(pq.ParquetWriter(staging.path("features.parquet"),
-                                                        pq_schema))
-                  if parquet else None)
-        csv_file.write(("path,label" + "".join(f",pc_{j}" for j in range(1, k + 1)) +
-                        "\n").encode())
-        npy_file.write(npy_header(n, k))
-        if raw_file is not None:
-            raw_file.write(npy_header(n, dim))
-        last_idx = -1
-        pending: list[pa.Table] = []
-        pending_rows = 0
-        for chunk in chunks:
-            first_idx, rows = int(chunk["first_idx"]), int(chunk["rows"])
-            if rows == 0:
-                continue
-            if ordered_by_idx:
-                if first_idx <= last_idx:
-                    raise orchard.InternalError(
-                        f"rows arrived out of listing order ({first_idx} after {last_idx})")
-                last_idx = first_idx
-            csv_file.write(chunk["csv"])
-            npy_file.write(chunk["npy"])
-            if raw_file is not None:
-                raw_file.write(chunk["raw"])
-            if writer is not None:
-                names = pa.ipc.open_stream(pa.py_buffer(chunk["paths"])).read_all()
-                y = np.frombuffer(chunk["npy"], dtype="<f4").reshape(rows, k)
-                cols = [names.column("path"), names.column("label")]
-                cols += [pa.array(y[:, j]) for j in range(k)]
-                pending.append(pa.Table.from_arrays(cols, schema=pq_schema))
-                pending_rows += rows
-                # Row groups of a fixed size, whatever the partitioning: the same rows give
-                # the same file.
-                while pending_rows >= PARQUET_ROW_GROUP:
-                    table = pa.concat_tables(pending).combine_chunks()
-                    writer.write_table(table.slice(0, PARQUET_ROW_GROUP),
-                                       row_group_size=PARQUET_ROW_GROUP)
-                    rest = table.slice(PARQUET_ROW_GROUP)
-                    pending, pending_rows = [rest], rest.num_rows
-            written.rows += rows
-        if writer is not None and pending_rows:
-            writer.write_table(pa.concat_tables(pending).combine_chunks(),
-                               row_group_size=PARQUET_ROW_GROUP)
-    if written.rows != n:
-        raise orchard.InternalError(f"wrote {written.rows} rows, expected {n}")
-    written.seconds = time.monotonic() - start
-    return written
+    opts = {**options, "option_style": option_style}
+    # The options are checked (the core's rules) before a session is made or anything read.
+    _orchard._check_run_options(input, output, mode=mode, **opts)
+    spark = spark or SparkSession.builder.getOrCreate()
+    sc = spark.sparkContext
 
+    pending = _orchard._find_pending_images(input, output, mode=mode, **opts)
+    images: list[tuple[str, str]] = pending["images"]
+    timings = {"plan": time.monotonic() - start}
+    _log.info("%s: %d objects listed, %d images to featurize, %d reused from the descriptor "
+              "store", output, pending["listed"], len(images), pending["reused"])
+    partitions = 0
+    segments: list[tuple[str, int, int]] = []
+    if images:
+        batch = int(options["batch"])
+        units = [(u, images[s:s + batch]) for u, s in enumerate(range(0, len(images), batch))]
+        partitions = partitions_for(spark, len(images), batch, num_partitions)
+        model = ModelOptions(
+            model=options["model"], size=options["size"], pooling=options["pooling"],
+            threads=options["threads"], max_pixels=options["max_pixels"],
+            backend=options["backend"], precision=options["precision"],
+            jpeg_dct_scaling=options["jpeg_dct_scaling"])
+        fn = _worker.commit_segments_fn(input, options["s3_endpoint"], model.as_tuple(),
+                                        read_threads, output, int(pending["generation"]),
+                                        int(pending["dim"]))
+        t = time.monotonic()
+        with _job_description(sc, f"orchard: featurize {len(images)} images of {input} "
+                                  f"({len(units)} units of {batch}, {partitions} partitions)"):
+            segments = sc.parallelize(units, partitions).mapPartitions(fn).collect()
+        timings["featurize"] = time.monotonic() - t
+        _log.info("%s: %d segments committed (%d images, %d failed)", output, len(segments),
+                  sum(s[1] for s in segments), sum(s[2] for s in segments))
 
-def _errors(outcomes: DataFrame, listing_errors: list[tuple[int, str, str, str]],
-            by_idx: bool) -> Iterator[tuple[str, str, str]]:
-    """(path, stage, message) of every failure, in output order: listing order (by idx) for
-    listed keys, byte order of the path for DataFrames of files."""
-    failed = outcomes.where(F.col("features").isNull()).select("idx", "path", "stage", "message")
-    if by_idx:
-        rows = ((r["idx"], r["path"], r["stage"], r["message"]) for r in failed.toLocalIterator())
-        for _idx, path, stage, message in heapq.merge(listing_errors, rows, key=lambda r: r[0]):
-            yield path, stage, message
-    else:
-        for r in failed.orderBy("path").toLocalIterator():
-            yield r["path"], r["stage"], r["message"]
-
-
-def validate(*, pca_components: int, pca_variance: float, batch: int, threads: int, size: int,
-             limit: int, max_pixels: int) -> None:
-    """The CLI's option checks (same messages, without the dashes)."""
-    if pca_components and pca_variance:
-        raise orchard.InvalidArgumentError("give either pca_components or pca_variance, not both")
-    if pca_components < 0:
-        raise orchard.InvalidArgumentError("pca_components must be positive")
-    if pca_variance < 0.0 or pca_variance > 1.0:
-        raise orchard.InvalidArgumentError("pca_variance must be in (0, 1]")
-    if batch < 1 or batch > 4096:
-        raise orchard.InvalidArgumentError("batch must be in 1..4096")
-    if threads < 0 or threads > 1024:
-        raise orchard.InvalidArgumentError("threads must be in 0..1024")
-    if size < 0 or size > 4096:
-        raise orchard.InvalidArgumentError("size must be in 1..4096")
-    if limit < 0:
-        raise orchard.InvalidArgumentError("limit must be positive")
-    if max_pixels <= 0:
-        raise orchard.InvalidArgumentError("max_pixels must be positive")
+    # The C++ run finishes: nothing left to featurize, the PCA and every output.
+    _log.info("%s: fitting the PCA and writing the outputs on the driver", output)
+    sinks = [ParquetSink()] if parquet else []
+    t = time.monotonic()
+    summary = _orchard._run(input, output, sinks=sinks,
+                            mode="update" if mode == "update" else "resume", **opts)
+    timings["finish"] = time.monotonic() - t
+    seconds = time.monotonic() - start
+    featurized = len(images) + int(summary["featurized"])
+    summary.update(reused=int(pending["reused"]), featurized=featurized, seconds=seconds,
+                   images_per_second=featurized / seconds if seconds > 0 else 0.0,
+                   partitions=partitions, segments=len(segments), timings_seconds=timings)
+    _log.info("%s: %d images, %d failed, k = %d, in %.1f s", output, summary["processed"],
+              summary["failed"], summary["k"], seconds)
+    return summary
 
 
 def run(input: str, output: str, *, spark: SparkSession | None = None,
-        model: str = "mobilenet_v2", size: int = 0, pooling: str | None = None,
-        pca_components: int = 0, pca_variance: float = 0.0, batch: int = 16, threads: int = 1,
-        limit: int = 0, save_raw: bool = False, s3_endpoint: str | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS, backend: str = orchard.DEFAULT_BACKEND,
-        max_pca_dim: int = 8192, source: str = "orchard", num_partitions: int | None = None,
-        read_threads: int = 8, parquet: bool = True, work_dir: str | None = None
+        model: str = _DEFAULTS["model"], size: int = _DEFAULTS["size"],
+        pooling: str | None = _DEFAULTS["pooling"],
+        pca_components: int = _DEFAULTS["pca_components"],
+        pca_variance: float = _DEFAULTS["pca_variance"], batch: int = _DEFAULTS["batch"],
+        threads: int = 1, limit: int = _DEFAULTS["limit"],
+        save_raw: bool = _DEFAULTS["save_raw"], s3_endpoint: str | None = None,
+        max_pixels: int = _DEFAULTS["max_pixels"], backend: str = _DEFAULTS["backend"],
+        precision: str = _DEFAULTS["precision"],
+        jpeg_dct_scaling: bool = _DEFAULTS["jpeg_dct_scaling"],
+        max_pca_dim: int = _DEFAULTS["max_pca_dim"], source: str = "orchard",
+        num_partitions: int | None = None, read_threads: int = 8, parquet: bool = True,
+        work_dir: str | None = None, resume: bool = False, overwrite: bool = False
         ) -> dict[str, Any]:
     """The CLI's ``orchard run`` on a Spark cluster: same options, same files
     (features.csv, features.npy, pca.json, errors.csv, manifest.json, raw.npy with
-    ``save_raw``) plus features.parquet (``parquet=False`` to skip it).
+    ``save_raw``) plus features.parquet (``parquet=False`` to skip it), written by the same
+    C++ code, and the descriptor store ``_orchard/`` in ``output``.
 
-    ``source``: "orchard" (default) lists ``input`` on the driver with Orchard's storage and
-    lets executors fetch the images with the native client (local folders must then be
-    visible to every executor at the same path); "binaryFile" reads them with
-    ``spark.read.format("binaryFile")`` (any Hadoop file system the cluster has, e.g. EMRFS
-    s3://; ``limit`` is not supported there). ``threads``: per task (see ModelOptions).
-    Returns a summary like orchard.run's.
+    An output that is not empty is refused unless ``resume`` (continue an interrupted run:
+    images whose descriptors are stored are not featurized again) or ``overwrite`` (delete
+    Orchard's files there first). Executors write descriptors into ``output``'s store: a
+    local ``output`` must be the same folder on every node (or use s3://).
+
+    ``source``: only "orchard" (the driver lists ``input`` with Orchard's storage and the
+    executors fetch the images with the native client; a local ``input`` must be visible to
+    every executor at the same path). "binaryFile" is refused: use featurize_binary_files,
+    fit_pca and transform. ``threads``: per task (see ModelOptions). ``work_dir``: the
+    driver's spill and staging folder. Returns a summary like orchard.run's, plus
+    ``partitions``, ``segments`` (committed by this run) and ``timings_seconds``: ``plan``
+    (driver: output check, model, listing), ``featurize`` (the Spark job), ``finish`` (driver:
+    PCA and every output).
     """
-    run_start = time.monotonic()
-    validate(pca_components=pca_components, pca_variance=pca_variance, batch=batch,
-             threads=threads, size=size, limit=limit, max_pixels=max_pixels)
-    if source not in ("orchard", "binaryFile"):
-        raise orchard.InvalidArgumentError("source must be 'orchard' or 'binaryFile'")
-    if source == "binaryFile" and limit:
-        raise orchard.InvalidArgumentError("limit is not supported with source='binaryFile'")
-    spark = spark or SparkSession.builder.getOrCreate()
-    options = ModelOptions(model=model, size=size, pooling=pooling, threads=threads,
-                           max_pixels=max_pixels, backend=backend)
-    timings: dict[str, float] = {}
-
-    # The model first, on the driver: a wrong model fails before any job.
-    t = time.monotonic()
-    driver_model = options.featurizer()
-    info = dict(driver_model.model_info)
-    dim = int(driver_model.dim)
-    del driver_model
-    if pca_components > dim:
-        raise orchard.InvalidArgumentError(
-            f"pca_components {pca_components} is more than the descriptor dimension {dim}")
-    timings["model_load"] = time.monotonic() - t
-
-    staging = _Staging(output, s3_endpoint, work_dir)
-    manifest: dict[str, Any] = {
-        "status": "ok",
-        "options": {"input": input, "output": output, "model": model, "backend": backend,
-                    "precision": info["precision"], "size": size, "pooling": pooling,
-                    "pca_components": pca_components,
-                    "pca_variance": pca_variance, "batch": batch, "threads": threads,
-                    "limit": limit, "save_raw": save_raw, "max_pixels": max_pixels,
-                    "source": source},
-        "model": cli_model_json(info),
-        "versions": {**orchard.build_info(), "spark": spark.version},
-    }
-    if info.get("random_weights"):
-        manifest["warnings"] = [f"model '{info['name']}' has RANDOM weights: descriptors are "
-                                "not meaningful"]
-    outcomes: DataFrame | None = None
-    try:
-        t = time.monotonic()
-        if source == "orchard":
-            listing = list_input(input, s3_endpoint=s3_endpoint, limit=limit)
-            listed = len(listing.keys)
-            list_errors = listing.list_errors()
-            images = listing.images
-            keys = keys_dataframe(spark, images, batch=batch, num_partitions=num_partitions)
-            partitions = partitions_for(spark, len(images), batch, num_partitions)
-            outcomes = featurize_keys(keys, input, options=options, s3_endpoint=s3_endpoint,
-                                      read_threads=read_threads)
-        else:
-            files = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-                     .load(input))
-            if num_partitions:
-                files = files.repartition(num_partitions, "path")
-            partitions = files.rdd.getNumPartitions()
-            list_errors = []
-            outcomes = featurize_binary_files(files, root=input, options=options, batch=batch)
-            listed = -1  # counted below
-        timings["list"] = time.monotonic() - t
-        outcomes = outcomes.persist(StorageLevel.MEMORY_AND_DISK)
-
-        t = time.monotonic()
-        pca, processed = fit_pca(outcomes, dim, components=pca_components or None,
-                                 variance=pca_variance or None, max_dim=max_pca_dim)
-        timings["featurize_and_accumulate"] = time.monotonic() - t
-
-        # errors.csv: listing failures (driver) merged with the executors' ones.
-        t = time.monotonic()
-        failed = 0
-        with open(staging.path("errors.csv"), "w", encoding="utf-8", newline="") as f:
-            f.write("path,stage,message\n")
-            for path, stage, message in _errors(outcomes, list_errors, source == "orchard"):
-                f.write(csv_line((path, stage, message)))
-                failed += 1
-        timings["errors"] = time.monotonic() - t
-        if listed < 0:
-            listed = processed + failed
-        manifest["counts"] = {"listed": listed, "processed": processed, "failed": failed}
-        manifest["spark"] = {"version": spark.version, "master": spark.sparkContext.master,
-                             "app_id": spark.sparkContext.applicationId,
-                             "default_parallelism": spark.sparkContext.defaultParallelism,
-                             "partitions": partitions, "source": source}
-
-        if pca is None:
-            reason = ("no image could be processed" if processed == 0
-                      else "PCA needs at least 2 images")
-            manifest["status"] = "failed"
-            manifest["failure"] = reason
-            timings["total"] = time.monotonic() - run_start
-            manifest["timings_seconds"] = timings
-            _write_text(staging.path("manifest.json"), _dump_manifest(manifest))
-            staging.publish(["errors.csv", "manifest.json"])
-            if listed == 0:
-                raise orchard.NotFoundError(f"no file found in {input}: nothing to process")
-            what = ("no image could be processed" if processed == 0
-                    else "only 1 image could be processed; PCA needs at least 2")
-            raise orchard.InvalidArgumentError(
-                f"{what} ({listed} listed, {failed} failed: see errors.csv in {output})")
-
-        t = time.monotonic()
-        k = int(pca.k)
-        projected = transform(outcomes, pca, keep_features=save_raw)
-        if source != "orchard":
-            projected = projected.orderBy("path")
-        chunks = projected.mapInArrow(_worker.render_fn(dim, k, save_raw, rows_per_chunk=4096),
-                                      CHUNK_DDL)
-        _write_matrix(chunks.toLocalIterator(prefetchPartitions=True), staging, n=processed,
-                      k=k, dim=dim, save_raw=save_raw, parquet=parquet,
-                      ordered_by_idx=source == "orchard")
-        _write_text(staging.path("pca.json"), pca_json(pca, info))
-        timings["project_and_write"] = time.monotonic() - t
-
-        explained = float(np.sum(pca.explained_variance_ratio))
-        manifest["pca"] = {"k": k, "dim": dim, "requested_components": pca_components,
-                           "requested_variance": 0.0 if pca_components else
-                           (pca_variance or 0.95),
-                           "explained_variance_ratio_sum": explained}
-        seconds = time.monotonic() - run_start
-        timings["total"] = seconds
-        manifest["timings_seconds"] = timings
-        _write_text(staging.path("manifest.json"), _dump_manifest(manifest))
-        staging.publish([*RESULT_FILES, "manifest.json"])
-        return {"listed": listed, "processed": processed, "failed": failed, "dim": dim, "k": k,
-                "explained_variance": explained, "seconds": seconds,
-                "images_per_second": processed / seconds if seconds > 0 else 0.0,
-                "model_name": info["name"], "random_weights": bool(info["random_weights"]),
-                "output": output, "partitions": partitions,
-                "warnings": manifest.get("warnings", [])}
-    finally:
-        if outcomes is not None:
-            outcomes.unpersist()
-        staging.cleanup()
+    options = dict(model=model, size=size, pooling=pooling, pca_components=pca_components,
+                   pca_variance=pca_variance, batch=batch, threads=threads, limit=limit,
+                   save_raw=save_raw, s3_endpoint=s3_endpoint, max_pixels=max_pixels,
+                   backend=backend, precision=precision, jpeg_dct_scaling=jpeg_dct_scaling,
+                   max_pca_dim=max_pca_dim, work_dir=work_dir or "")
+    return execute(input, output, spark=spark, mode=orchard._output_mode(resume, overwrite),
+                   option_style="api", source=source, num_partitions=num_partitions,
+                   read_threads=read_threads, parquet=parquet, options=options)
 
 
-def _dump_manifest(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+def update(input: str, output: str, *, spark: SparkSession | None = None,
+           model: str = _DEFAULTS["model"], size: int = _DEFAULTS["size"],
+           pooling: str | None = _DEFAULTS["pooling"],
+           pca_components: int = _DEFAULTS["pca_components"],
+           pca_variance: float = _DEFAULTS["pca_variance"], batch: int = _DEFAULTS["batch"],
+           threads: int = 1, limit: int = _DEFAULTS["limit"],
+           save_raw: bool = _DEFAULTS["save_raw"], s3_endpoint: str | None = None,
+           max_pixels: int = _DEFAULTS["max_pixels"], backend: str = _DEFAULTS["backend"],
+           precision: str = _DEFAULTS["precision"],
+           jpeg_dct_scaling: bool = _DEFAULTS["jpeg_dct_scaling"],
+           max_pca_dim: int = _DEFAULTS["max_pca_dim"], source: str = "orchard",
+           num_partitions: int | None = None, read_threads: int = 8, parquet: bool = True,
+           work_dir: str | None = None) -> dict[str, Any]:
+    """The CLI's ``orchard update`` on Spark: brings the result in ``output`` up to date
+    with ``input`` as it is now. Only new or changed images are featurized (on the
+    executors), deleted ones are dropped, the exact PCA is refitted and every output
+    rewritten. The options are ``run``'s; they must make the same descriptors as the run
+    that made ``output`` (other settings are refused)."""
+    options = dict(model=model, size=size, pooling=pooling, pca_components=pca_components,
+                   pca_variance=pca_variance, batch=batch, threads=threads, limit=limit,
+                   save_raw=save_raw, s3_endpoint=s3_endpoint, max_pixels=max_pixels,
+                   backend=backend, precision=precision, jpeg_dct_scaling=jpeg_dct_scaling,
+                   max_pca_dim=max_pca_dim, work_dir=work_dir or "")
+    return execute(input, output, spark=spark, mode="update", option_style="api",
+                   source=source, num_partitions=num_partitions, read_threads=read_threads,
+                   parquet=parquet, options=options)
 
 
 __all__ = [
     "ModelOptions", "Listing", "list_input", "keys_dataframe", "featurize_keys",
-    "featurize_binary_files", "fit_pca", "transform", "run", "pca_json", "validate",
+    "featurize_binary_files", "fit_pca", "transform", "run", "update",
 ]
