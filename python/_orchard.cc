@@ -620,6 +620,8 @@ RunRequest RunRequestFrom(const std::string& input, const std::string& output,
       as(&o.commit_images);
     } else if (key == "commit_seconds") {
       as(&o.commit_seconds);
+    } else if (key == "manifest_extra") {
+      as(&o.manifest_extra);
     } else if (key == "s3_endpoint") {
       as(&s3_endpoint);
     } else if (key == "option_style") {

@@ -21,6 +21,7 @@
 
 #include "orchard/descriptor_store.h"
 #include "orchard/featurizer.h"
+#include "orchard/image.h"
 #include "orchard/model.h"
 #include "orchard/pca.h"
 #include "orchard/s3.h"
@@ -63,8 +64,8 @@ struct PipelineOptions {
   int parallel_runs = 0;  // concurrent inference calls; 0 = ChooseInferenceLayout's choice
   int64_t limit = 0;      // 0 = all images
   bool save_raw = false;
-  uint64_t max_pixels = 89'478'485;
-  bool jpeg_dct_scaling = kDefaultJpegDctScaling;  // see FeaturizerOptions
+  uint64_t max_pixels = DecodeOptions{}.max_pixels;  // one default, in image.h
+  bool jpeg_dct_scaling = kDefaultJpegDctScaling;    // see FeaturizerOptions
   std::string work_dir;  // for spill files; empty = the system temp folder
   OutputMode mode = OutputMode::kNew;
   // Descriptors are committed to the store at least every commit_images images or every
@@ -73,6 +74,9 @@ struct PipelineOptions {
   double commit_seconds = 60.0;
   // More output formats, written beside the standard ones (e.g. Parquet from Python).
   std::vector<std::shared_ptr<ResultSink>> extra_sinks;
+  // Facts a front end adds to manifest.json: a JSON object whose keys are set at the top
+  // level (orchard.spark records its cluster and what its executors featurized).
+  std::string manifest_extra;
   std::function<void(const Progress&)> on_progress;  // called from the pipeline's thread
   std::function<void(const std::string&)> on_warning;
   const std::atomic<bool>* cancel = nullptr;  // set to stop the run (Ctrl-C)

@@ -40,6 +40,10 @@ class ManifestBuilder {
   void SetFailure(const std::string& reason);
   // What the descriptor store gave and got: mode, reused and featurized images, segments.
   void SetStore(const nlohmann::json& store) { manifest_["store"] = store; }
+  // Sets each key of `extra` (a front end's facts) at the top level.
+  void Merge(const nlohmann::json& extra) {
+    for (const auto& [key, value] : extra.items()) manifest_[key] = value;
+  }
   StageTimes& times() { return times_; }
   // The model block, also copied into pca.json.
   const nlohmann::json& ModelJson() const { return model_; }

@@ -388,6 +388,9 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
                      {"segments_committed", committer.committed()},
                      {"generation", committer.generation()},
                      {"segments_total", index.segment_names().size()}});
+  if (!options.manifest_extra.empty()) {
+    manifest.Merge(nlohmann::json::parse(options.manifest_extra));  // an object: RunPlan checked
+  }
 
   if (counts.processed < 2) {
     manifest.SetFailure(counts.processed == 0 ? "no image could be processed"

@@ -1,4 +1,5 @@
 // Option checks for every front end, in one place.
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "orchard/pipeline.h"
@@ -53,6 +54,10 @@ Status ValidatePipelineOptions(const PipelineOptions& o, OptionStyle style) {
   if (o.max_pixels == 0) return invalid("max_pixels", "must be positive");
   if (o.commit_images < 1) return invalid("commit_images", "must be positive");
   if (!(o.commit_seconds > 0.0)) return invalid("commit_seconds", "must be positive");
+  if (!o.manifest_extra.empty()) {
+    const auto extra = nlohmann::json::parse(o.manifest_extra, nullptr, false);
+    if (!extra.is_object()) return invalid("manifest_extra", "must be a JSON object");
+  }
   for (const auto& sink : o.extra_sinks) {
     if (!sink) return Status::InvalidArgument("an extra sink is null");
   }

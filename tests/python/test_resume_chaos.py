@@ -26,7 +26,7 @@ import pytest
 from tests.s3 import fixtures as s3fx
 
 RESULTS = ["features.csv", "features.npy", "raw.npy", "pca.json", "errors.csv"]
-OPTIONS = ["--pca-components", "5", "--batch", "3", "--commit-every", "6", "--save-raw", "-q"]
+OPTIONS = ["--pca-components", "5", "--batch", "3", "--commit-images", "6", "--save-raw", "-q"]
 TRIALS = 20
 
 # Crash points and how many times each runs for the input below (40 images, 2 broken, one

@@ -195,7 +195,7 @@ def test_update_on_s3_featurizes_only_the_change_and_equals_a_fresh_run(
         copy(key, "in/" + key.split("/Test/", 1)[1])
     env = _env(s3_server, tmp_path)
     common = ["-q", "--s3-endpoint", s3_server.endpoint, "--input", f"s3://{s3_bucket}/in", "--pca-components", "4",
-              "--commit-every", "8"]
+              "--commit-images", "8"]
     first = _orchard(build_dir, env, "run", *common, "--output", f"s3://{s3_bucket}/out")
     assert first.returncode == 0, first.stderr
 

@@ -155,6 +155,12 @@ def assert_same_result(spark_out: Path, cli_out: Path) -> None:
     assert manifest["counts"] == cli_manifest["counts"]
     assert manifest["model"] == cli_manifest["model"]
     assert manifest["pca"]["k"] == cli_manifest["pca"]["k"]
+    # What the cluster did: the executors featurized every image the store lacked, the
+    # driver's finishing run none.
+    spark_facts, cli_store = manifest["spark"], cli_manifest["store"]
+    assert (spark_facts["featurized_on_executors"] + spark_facts["reused"] ==
+            cli_store["featurized"] + cli_store["reused"])
+    assert manifest["store"]["featurized"] == 0
 
 
 def cli_run(build_dir: Path, input_dir: Path, out: Path, *args: str) -> Path:

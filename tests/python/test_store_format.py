@@ -27,7 +27,7 @@ def test_the_documented_reader_gives_the_runs_descriptors(
     result = subprocess.run(
         [str(build_dir / "orchard"), "run", "-q", "-i",
          str(shared_dir / "data" / "fruits-360-mini" / "Training"), "-o", str(out),
-         "--pca-components", "4", "--save-raw", "--commit-every", "50", "--limit", "120"],
+         "--pca-components", "4", "--save-raw", "--commit-images", "50", "--limit", "120"],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     keys, matrix = _doc_reader(repo_dir)(out)

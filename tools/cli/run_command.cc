@@ -86,7 +86,7 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags, bool 
                  "Delete Orchard's files in --output (results and stored descriptors) first")
         ->excludes(resume);
   }
-  run.add_option("--commit-every", options.commit_images,
+  run.add_option("--commit-images", options.commit_images,
                  "Commit descriptors to the output's store at least every N images")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -287,8 +288,14 @@ def execute(input: str, output: str, *, spark: SparkSession | None, mode: str,
     _log.info("%s: fitting the PCA and writing the outputs on the driver", output)
     sinks = [ParquetSink()] if parquet else []
     t = time.monotonic()
+    spark_facts = {"spark": {
+        "version": spark.version, "master": sc.master, "app_id": sc.applicationId,
+        "default_parallelism": sc.defaultParallelism, "mode": mode, "partitions": partitions,
+        "segments_committed": len(segments), "featurized_on_executors": len(images),
+        "reused": int(pending["reused"]), "timings_seconds": dict(timings)}}
     summary = _orchard._run(input, output, sinks=sinks,
-                            mode="update" if mode == "update" else "resume", **opts)
+                            mode="update" if mode == "update" else "resume",
+                            manifest_extra=json.dumps(spark_facts), **opts)
     timings["finish"] = time.monotonic() - t
     seconds = time.monotonic() - start
     featurized = len(images) + int(summary["featurized"])
