@@ -6,6 +6,7 @@
 //   -> project them into the sinks (sink.h) -> pca.json, manifest.json -> publish
 #include "orchard/pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -458,6 +459,13 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
   for (ResultSink* sink : sinks) names.push_back(sink->name());
   for (const char* name : {"pca.json", "errors.csv", "manifest.json"}) names.push_back(name);
   ORCHARD_RETURN_NOT_OK(locations->Publish(names));
+  // A result an earlier run left in this output that this one did not write (raw.npy from
+  // a run with save_raw, before an update without it) would be stale: it goes.
+  for (const std::string& name : ResultFileNames()) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      ORCHARD_RETURN_NOT_OK(locations->output().Delete(name));
+    }
+  }
   return summary;
 }
 

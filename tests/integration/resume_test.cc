@@ -198,6 +198,12 @@ TEST_F(ResumeTest, UpdateEqualsARunFromScratchOnTheNewCollection) {
   // so the update is byte-identical, not only close.
   ExpectSameResults(dir_.path() / "fresh", reference_);
   EXPECT_EQ(Manifest(reference_)["store"]["mode"], "update");
+
+  // An update without save_raw removes the raw.npy of the earlier run: it would be stale.
+  options.save_raw = false;
+  ASSERT_TRUE(RunPipeline(options).ok());
+  EXPECT_FALSE(fs::exists(reference_ / "raw.npy"));
+  EXPECT_TRUE(fs::exists(reference_ / "features.csv"));
 }
 
 }  // namespace
