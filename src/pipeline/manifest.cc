@@ -109,6 +109,20 @@ void ManifestBuilder::SetPca(const PcaModel& pca, const PcaOptions& options) {
                       {"explained_variance_ratio_sum", cumulative}};
 }
 
+Status ManifestBuilder::SetFiles(const std::filesystem::path& dir,
+                                 const std::vector<std::string>& names) {
+  json files = json::object();
+  for (const std::string& name : names) {
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(dir / name, ec);
+    if (ec) return Status::IOError("cannot read " + (dir / name).string() + ": " + ec.message());
+    ORCHARD_ASSIGN_OR_RETURN(std::string sha256, Sha256File(dir / name));
+    files[name] = {{"bytes", bytes}, {"sha256", sha256}};
+  }
+  manifest_["files"] = std::move(files);
+  return Status::OK();
+}
+
 void ManifestBuilder::SetFailure(const std::string& reason) {
   manifest_["status"] = "failed";
   manifest_["failure"] = reason;

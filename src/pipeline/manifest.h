@@ -2,6 +2,7 @@
 // how long each stage took. Built up by RunPipeline as the run goes.
 #pragma once
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -40,6 +41,9 @@ class ManifestBuilder {
   void SetFailure(const std::string& reason);
   // What the descriptor store gave and got: mode, reused and featurized images, segments.
   void SetStore(const nlohmann::json& store) { manifest_["store"] = store; }
+  // The result files the manifest vouches for: name -> size and sha256, as written.
+  // `orchard inspect` checks them; a result set whose files do not match is not complete.
+  Status SetFiles(const std::filesystem::path& dir, const std::vector<std::string>& names);
   // Sets each key of `extra` (a front end's facts) at the top level.
   void Merge(const nlohmann::json& extra) {
     for (const auto& [key, value] : extra.items()) manifest_[key] = value;

@@ -1,13 +1,23 @@
 #include "pipeline/output_guard.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include "orchard/descriptor_store.h"
 
 namespace orchard {
 namespace {
 
+const std::string kLockKey = std::string(kStoreFolder) + "lock";
+
 bool IsOurs(const std::string& key) {
+  if (key == kLockKey) return false;  // never deleted: another run may hold it
   if (key.rfind(kStoreFolder, 0) == 0) return true;
   const auto& names = ResultFileNames();
   return std::any_of(names.begin(), names.end(), [&](const std::string& name) {
@@ -18,6 +28,34 @@ bool IsOurs(const std::string& key) {
 bool IsTemporary(const std::string& key) { return key.find(".tmp-") != std::string::npos; }
 
 }  // namespace
+
+OutputLock::~OutputLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
+}
+
+Result<std::unique_ptr<OutputLock>> LockOutput(Storage& output, const std::string& location) {
+  const std::string path = output.LocalPath(kLockKey);
+  if (path.empty()) return std::unique_ptr<OutputLock>();
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (ec) return Status::IOError("cannot create " + path + ": " + ec.message());
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return Status::IOError("cannot open " + path + ": " + std::strerror(errno));
+  std::unique_ptr<OutputLock> lock(new OutputLock(fd));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char holder[32] = {0};
+    const ssize_t n = ::pread(fd, holder, sizeof(holder) - 1, 0);
+    const std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "?";
+    return Status::InvalidArgument("output " + location +
+                                   " is in use by another orchard run (pid " + pid +
+                                   "); wait for it to end, or choose another output");
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    return Status::IOError("cannot write " + path + ": " + std::strerror(errno));
+  }
+  return lock;
+}
 
 const std::vector<std::string>& ResultFileNames() {
   static const std::vector<std::string> names = {"features.csv", "features.npy", "features.parquet",
@@ -36,7 +74,16 @@ Result<OutputState> PrepareOutput(Storage& output, const std::string& location,
     return Status::OK();
   }));
   const OutputMode mode = plan.options().mode;
+  // The lock file alone does not make an output non-empty.
+  const bool has_lock_file = std::erase(keys, kLockKey) > 0;
+  if (mode == OutputMode::kUpdate && !state.has_store) {
+    return Status::InvalidArgument("nothing to update in " + location +
+                                   ": it holds no descriptor store (" + kStoreFolder +
+                                   "store.json); make it with a run first");
+  }
   if (mode == OutputMode::kNew && !keys.empty()) {
+    // Another run at work there is the better explanation (probing opens, never creates).
+    if (has_lock_file) ORCHARD_RETURN_NOT_OK(LockOutput(output, location).status());
     std::string example = keys.front();
     for (const std::string& key : keys) {
       if (key == "manifest.json") example = key;
@@ -49,11 +96,8 @@ Result<OutputState> PrepareOutput(Storage& output, const std::string& location,
         " to replace its results, use update to add new images to them, or choose an empty "
         "output");
   }
-  if (mode == OutputMode::kUpdate && !state.has_store) {
-    return Status::InvalidArgument("nothing to update in " + location +
-                                   ": it holds no descriptor store (" + kStoreFolder +
-                                   "store.json); make it with a run first");
-  }
+  // From here on the run writes: it holds the lock until it ends.
+  ORCHARD_ASSIGN_OR_RETURN(state.lock, LockOutput(output, location));
   for (const std::string& key : keys) {
     const bool remove =
         (mode == OutputMode::kOverwrite && IsOurs(key)) || (IsTemporary(key) && IsOurs(key));

@@ -137,15 +137,56 @@ struct ListCounts {
   int64_t reused_failed = 0;
 };
 
+// Where a folder the run writes (its output, its work folder) lies inside the input, the
+// keys to leave out of the listing, so that a run never reads its own results or store:
+// "out/" for --output IN/out. kInvalidArgument when the output is the input itself.
+Result<std::vector<std::string>> KeysToSkip(const PipelineOptions& options,
+                                            const fs::path& work_dir) {
+  std::vector<std::string> skip;
+  auto inside = [&](const std::string& root, const std::string& inner, const char* what) -> Status {
+    std::string prefix;
+    if (IsS3Url(root) && IsS3Url(inner)) {
+      ORCHARD_ASSIGN_OR_RETURN(S3Url in, ParseS3Url(root));
+      ORCHARD_ASSIGN_OR_RETURN(S3Url out, ParseS3Url(inner));
+      if (in.bucket != out.bucket) return Status::OK();
+      if (!in.key.empty() && in.key.back() != '/') in.key.push_back('/');
+      if (!out.key.empty() && out.key.back() != '/') out.key.push_back('/');
+      if (out.key.rfind(in.key, 0) != 0) return Status::OK();
+      prefix = out.key.substr(in.key.size());
+    } else if (!IsS3Url(root) && !IsS3Url(inner)) {
+      std::error_code ec;
+      const fs::path rel =
+          fs::weakly_canonical(inner, ec).lexically_relative(fs::weakly_canonical(root, ec));
+      if (ec || rel.empty() || *rel.begin() == "..") return Status::OK();
+      prefix = rel == "." ? "" : rel.generic_string() + "/";
+    } else {
+      return Status::OK();
+    }
+    if (prefix.empty()) {
+      return Status::InvalidArgument(std::string("the ") + what + " " + inner +
+                                     " is the input folder: choose a folder outside it, or a "
+                                     "subfolder (which the listing then leaves out)");
+    }
+    skip.push_back(prefix);
+    return Status::OK();
+  };
+  ORCHARD_RETURN_NOT_OK(inside(options.input, options.output, "output"));
+  ORCHARD_RETURN_NOT_OK(inside(options.input, work_dir.string(), "work folder"));
+  return skip;
+}
+
 Status ListInput(Storage& input, const PipelineOptions& options, const StoreIndex& index,
-                 const fs::path& listing_path, const fs::path& todo_path, RunState& state,
-                 ListCounts* counts) {
+                 const std::vector<std::string>& skip, const fs::path& listing_path,
+                 const fs::path& todo_path, RunState& state, ListCounts* counts) {
   ORCHARD_ASSIGN_OR_RETURN(auto listing, RecordWriter::Create(listing_path));
   ORCHARD_ASSIGN_OR_RETURN(auto todo, RecordWriter::Create(todo_path));
   const Status limit_reached = Status::Cancelled("limit reached");
   Status status = input.List([&](const ObjectInfo& info) -> Status {
     if (state.stopped()) return state.status();
     CrashPoint("list");
+    for (const std::string& prefix : skip) {
+      if (info.key.rfind(prefix, 0) == 0) return Status::OK();  // the run's own files
+    }
     const bool is_image = HasImageExtension(info.key);
     const std::string content_id = ContentIdentity(info);
     ORCHARD_RETURN_NOT_OK(listing->Write({info.key, is_image ? "1" : "0", content_id}));
@@ -179,6 +220,8 @@ struct RunSetup {
   std::unique_ptr<DescriptorStore> store;
   StoreIndex index;
   StoreFingerprint fingerprint;
+  std::unique_ptr<OutputLock> lock;  // held until the run ends
+  std::vector<std::string> skip;     // input keys that are the run's own files
   // Whether store.json is there. It is written before the first segment, not before: a run
   // that fails before featurizing anything (a missing bucket) leaves the output as it was.
   bool has_store = false;
@@ -199,6 +242,7 @@ Result<std::unique_ptr<RunSetup>> SetUp(const RunPlan& plan,
   auto setup = std::make_unique<RunSetup>();
   setup->threads = EffectiveThreads(options.threads);
   ORCHARD_ASSIGN_OR_RETURN(setup->work, WorkDir::Create(options.work_dir));
+  ORCHARD_ASSIGN_OR_RETURN(setup->skip, KeysToSkip(options, setup->work->path()));
   ORCHARD_ASSIGN_OR_RETURN(setup->locations, RunLocations::Open(options, setup->work->path()));
   // What is in the output decides what the run may do, before anything is written there.
   ORCHARD_ASSIGN_OR_RETURN(OutputState output_state,
@@ -252,6 +296,7 @@ Result<std::unique_ptr<RunSetup>> SetUp(const RunPlan& plan,
     }
   }
   setup->has_store = output_state.has_store;
+  setup->lock = std::move(output_state.lock);
   setup->fingerprint = fingerprint;
   ORCHARD_ASSIGN_OR_RETURN(setup->index, setup->store->LoadIndex(setup->dim));
   return setup;
@@ -271,7 +316,7 @@ Result<PendingImages> FindPendingImages(const RunPlan& plan) {
   const fs::path listing_path = setup->work->path() / "listing";
   const fs::path todo_path = setup->work->path() / "todo";
   ORCHARD_RETURN_NOT_OK(ListInput(setup->locations->input(), plan.options(), setup->index,
-                                  listing_path, todo_path, state, &listed));
+                                  setup->skip, listing_path, todo_path, state, &listed));
   // Other processes commit the work: the store must be described first.
   ORCHARD_RETURN_NOT_OK(setup->DescribeStore());
   PendingImages pending;
@@ -333,7 +378,8 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
   ListCounts listed;
   const fs::path listing_path = work->path() / "listing";
   const fs::path todo_path = work->path() / "todo";
-  ORCHARD_RETURN_NOT_OK(ListInput(input, options, index, listing_path, todo_path, state, &listed));
+  ORCHARD_RETURN_NOT_OK(
+      ListInput(input, options, index, setup->skip, listing_path, todo_path, state, &listed));
   manifest.times().list = SecondsSince(list_start);
 
   // Featurize what is missing, committing segments as they fill.
@@ -361,6 +407,9 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
   progress({listed.images, done, failed, 0.0, "fitting PCA"});
   auto accumulate_start = Clock::now();
   ORCHARD_ASSIGN_OR_RETURN(auto errors, ErrorSink::Create(out_dir));
+  // From the first result file written until the new manifest, the output has no manifest:
+  // a reader can never take a mix of this run's files and an earlier run's as complete.
+  ORCHARD_RETURN_NOT_OK(locations->output().Delete("manifest.json"));
   ORCHARD_ASSIGN_OR_RETURN(WalkCounts counts,
                            WalkResults(
                                listing_path, index, store, dim,
@@ -397,6 +446,7 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
     manifest.SetFailure(counts.processed == 0 ? "no image could be processed"
                                               : "PCA needs at least 2 images");
     manifest.times().total = SecondsSince(run_start);
+    ORCHARD_RETURN_NOT_OK(manifest.SetFiles(out_dir, {"errors.csv"}));
     ORCHARD_RETURN_NOT_OK(
         WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
     ORCHARD_RETURN_NOT_OK(locations->Publish({"errors.csv", "manifest.json"}));
@@ -453,11 +503,13 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
       summary.seconds > 0 ? static_cast<double>(summary.featurized) / summary.seconds : 0.0;
   manifest.times().total = summary.seconds;
   manifest.SetPca(pca, pca_options);
-  ORCHARD_RETURN_NOT_OK(WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
-  // The manifest goes last: whoever sees it sees a complete result.
   std::vector<std::string> names;
   for (ResultSink* sink : sinks) names.push_back(sink->name());
-  for (const char* name : {"pca.json", "errors.csv", "manifest.json"}) names.push_back(name);
+  for (const char* name : {"pca.json", "errors.csv"}) names.push_back(name);
+  ORCHARD_RETURN_NOT_OK(manifest.SetFiles(out_dir, names));
+  ORCHARD_RETURN_NOT_OK(WriteFileAtomically((out_dir / "manifest.json").string(), manifest.Json()));
+  // The manifest goes last: whoever sees it sees a complete result.
+  names.push_back("manifest.json");
   ORCHARD_RETURN_NOT_OK(locations->Publish(names));
   // A result an earlier run left in this output that this one did not write (raw.npy from
   // a run with save_raw, before an update without it) would be stale: it goes.

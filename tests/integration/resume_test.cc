@@ -6,8 +6,10 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
+#include "orchard/model.h"
 #include "orchard/pipeline.h"
 #include "test_util.h"
 
@@ -147,6 +149,80 @@ TEST_F(ResumeTest, OtherModelSettingsAreRefusedNeverMixed) {
   ASSERT_TRUE(summary.ok()) << summary.status().ToString();
   EXPECT_EQ(summary->featurized, 0);
   EXPECT_EQ(summary->k, 4);
+}
+
+TEST_F(ResumeTest, ASecondRunOnTheSameOutputRefusesWhileTheFirstWorks) {
+  const fs::path out = dir_.path() / "busy";
+  Status second;
+  bool tried = false;
+  auto options = Options(dir_.path() / "in", out);
+  options.on_progress = [&](const Progress& p) {
+    if (tried || std::string(p.phase) != "extracting") return;
+    tried = true;
+    for (OutputMode mode : {OutputMode::kResume, OutputMode::kOverwrite, OutputMode::kNew}) {
+      auto other = Options(dir_.path() / "in", out);
+      other.mode = mode;
+      second = RunPipeline(other).status();
+      EXPECT_EQ(second.code(), StatusCode::kInvalidArgument) << OutputModeName(mode);
+      EXPECT_NE(second.message().find("in use by another orchard run"), std::string::npos)
+          << second.message();
+    }
+  };
+  auto first = RunPipeline(options);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_TRUE(tried);
+  ExpectSameResults(reference_, out);  // the first run's result is whole
+  // Once it has ended, the lock is free.
+  auto again = Options(dir_.path() / "in", out);
+  again.mode = OutputMode::kResume;
+  EXPECT_TRUE(RunPipeline(again).ok());
+}
+
+TEST_F(ResumeTest, TheManifestVouchesForEveryResultFileAndGoesFirst) {
+  const auto manifest = Manifest(reference_);
+  std::map<std::string, std::vector<uint8_t>> before;
+  for (const char* name : kResults) before[name] = ReadFileBytes(reference_ / name);
+  for (const char* name : kResults) {
+    ASSERT_TRUE(manifest["files"].contains(name)) << name;
+    EXPECT_EQ(manifest["files"][name]["bytes"], fs::file_size(reference_ / name)) << name;
+    EXPECT_EQ(manifest["files"][name]["sha256"], *Sha256File(reference_ / name)) << name;
+  }
+  // A rerun that fails after it started writing results leaves no manifest beside them: the
+  // old one would vouch for files that are no longer its own.
+  auto options = Options(dir_.path() / "in", reference_);
+  options.mode = OutputMode::kResume;
+  struct FailingSink : ResultSink {
+    std::string name() const override { return "extra.bin"; }
+    Status Begin(const SinkContext&) override { return Status::OK(); }
+    Status Write(const ResultRows&) override { return Status::IOError("disk gone"); }
+    Status Commit() override { return Status::OK(); }
+  };
+  options.extra_sinks.push_back(std::make_shared<FailingSink>());
+  EXPECT_EQ(RunPipeline(options).status().code(), StatusCode::kIOError);
+  EXPECT_FALSE(fs::exists(reference_ / "manifest.json"));
+  options.extra_sinks.clear();
+  ASSERT_TRUE(RunPipeline(options).ok());  // and --resume makes it whole again
+  for (const char* name : kResults) EXPECT_EQ(ReadFileBytes(reference_ / name), before[name]);
+  EXPECT_TRUE(fs::exists(reference_ / "manifest.json"));
+}
+
+TEST_F(ResumeTest, AnOutputInsideTheInputIsLeftOutOfTheListing) {
+  const fs::path in = dir_.path() / "in";
+  auto options = Options(in, in / "results");
+  auto summary = RunPipeline(options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  options.mode = OutputMode::kResume;  // now the input holds a store and results
+  summary = RunPipeline(options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->listed, Manifest(reference_)["counts"]["listed"]);
+  EXPECT_EQ(summary->featurized, 0);
+  ExpectSameResults(reference_, in / "results");
+  // The input itself cannot be the output.
+  auto same = Options(in, in);
+  same.mode = OutputMode::kOverwrite;
+  const Status refused = RunPipeline(same).status();
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("is the input folder"), std::string::npos) << refused.message();
 }
 
 TEST_F(ResumeTest, UpdateWithoutAStoreIsRefused) {

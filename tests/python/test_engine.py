@@ -4,6 +4,7 @@ weights on the same tensor (descriptors) and numpy (PCA), on real and random dat
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +207,25 @@ def test_inspect_summarises_a_run(build_dir: Path, sample_run: Path) -> None:
     assert manifest["model"]["sha256"] == json.loads(
         (Path(__file__).resolve().parents[2] / "models" / "mobilenet_v2.json").read_text())["sha256"]
     assert manifest["counts"] == {"listed": 200, "processed": 200, "failed": 0}
+    assert "status:     ok" in result.stdout
+
+
+def test_inspect_tells_a_mixed_or_unfinished_result_from_a_complete_one(
+        build_dir: Path, sample_run: Path, shared_dir: Path, tmp_path: Path) -> None:
+    """The manifest vouches for every result file (size, sha256): another run's file beside
+    it, or no manifest at all, is reported and exits 1."""
+    out = tmp_path / "copy"
+    shutil.copytree(sample_run, out)
+    other = _run_cli(build_dir, "run", "-q", "--input",
+                     str(shared_dir / "data" / "fruits-360-mini" / "Training"), "--output",
+                     str(tmp_path / "other"), "--pca-components", "3", "--limit", "5")
+    assert other.returncode == 0, other.stderr
+    shutil.copy(tmp_path / "other" / "features.npy", out / "features.npy")
+    mixed = _run_cli(build_dir, "inspect", str(out))
+    assert mixed.returncode == 1
+    assert "status:     INCONSISTENT" in mixed.stdout
+    assert "features.npy does not match the manifest" in mixed.stdout
+    (out / "manifest.json").unlink()
+    unfinished = _run_cli(build_dir, "inspect", str(out))
+    assert unfinished.returncode == 1
+    assert "INCOMPLETE" in unfinished.stderr

@@ -106,7 +106,9 @@ int InspectCommand(const std::string& output_dir) {
   const fs::path dir(output_dir);
   std::ifstream manifest_in(dir / "manifest.json");
   if (!manifest_in) {
-    std::fprintf(stderr, "orchard: %s has no manifest.json: not an orchard output folder\n",
+    std::fprintf(stderr,
+                 "orchard: %s has no manifest.json: not an orchard output folder, or a run "
+                 "that did not finish (INCOMPLETE; orchard run --resume completes it)\n",
                  output_dir.c_str());
     return 1;
   }
@@ -119,7 +121,29 @@ int InspectCommand(const std::string& output_dir) {
   }
   const json& counts = manifest.value("counts", json::object());
   const json& model = manifest.value("model", json::object());
-  std::printf("status:     %s\n", manifest.value("status", "?").c_str());
+  // The manifest vouches for each result file by size and sha256: a file missing or changed
+  // since means the folder does not hold the result the manifest describes.
+  std::vector<std::string> problems;
+  if (!manifest.contains("files") || !manifest["files"].is_object()) {
+    problems.push_back("the manifest lists no result files (written before Orchard checked them)");
+  } else {
+    for (const auto& [name, expected] : manifest["files"].items()) {
+      const fs::path path = dir / name;
+      std::error_code ec;
+      if (!fs::exists(path, ec)) {
+        problems.push_back(name + " is missing");
+        continue;
+      }
+      const auto sha256 = orchard::Sha256File(path);
+      if (fs::file_size(path, ec) != expected.value("bytes", uint64_t{0}) || !sha256.ok() ||
+          *sha256 != expected.value("sha256", "")) {
+        problems.push_back(name + " does not match the manifest (another run's file?)");
+      }
+    }
+  }
+  const std::string status = manifest.value("status", "?");
+  std::printf("status:     %s\n", problems.empty() ? status.c_str() : "INCONSISTENT");
+  for (const std::string& problem : problems) std::printf("  %s\n", problem.c_str());
   std::printf("images:     %lld listed, %lld processed, %lld failed\n", counts.value("listed", 0LL),
               counts.value("processed", 0LL), counts.value("failed", 0LL));
   std::printf("model:      %s (%s weights%s), %s pooling, %lld-d descriptors\n",
@@ -152,7 +176,7 @@ int InspectCommand(const std::string& output_dir) {
     for (const auto& [stage, n] : stages)
       std::printf("  %-30s %lld\n", stage.c_str(), static_cast<long long>(n));
   }
-  return 0;
+  return problems.empty() ? 0 : 1;
 }
 
 }  // namespace orchard::cli
