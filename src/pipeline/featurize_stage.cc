@@ -113,8 +113,13 @@ class Preparer {
     batch.tensor.resize(elements * unit.images.size());
     for (auto& [key, content_id] : unit.images) {
       ItemOutcome outcome{std::move(key), std::move(content_id), false, "", ""};
-      Status status = PrepareOne(outcome.key, batch.tensor.data() + elements * batch.good,
-                                 batch.times, &outcome.stage);
+      Status status;
+      try {  // a library that throws (OpenCV, an allocation) fails the image, not the process
+        status = PrepareOne(outcome.key, batch.tensor.data() + elements * batch.good, batch.times,
+                            &outcome.stage);
+      } catch (const std::exception& e) {
+        status = Status::Internal(std::string("unexpected error: ") + e.what());
+      }
       outcome.ok = status.ok();
       if (status.ok()) {
         ++batch.good;

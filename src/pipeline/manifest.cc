@@ -60,10 +60,7 @@ void ManifestBuilder::SetInference(const LoadedModel& model) {
   // How the cores were shared changes speed, not numbers: in the manifest, not in pca.json.
   manifest_["inference"] = {{"runs", model.layout.runs},
                             {"threads_per_run", model.layout.threads_per_run}};
-  for (const std::string& warning : model.warnings) {
-    if (!manifest_.contains("warnings")) manifest_["warnings"] = json::array();
-    manifest_["warnings"].push_back(warning);
-  }
+  for (const std::string& warning : model.warnings) AddWarning(warning);
 }
 
 ManifestBuilder::ManifestBuilder(const PipelineOptions& options, const ModelSpec& spec,
@@ -121,6 +118,11 @@ Status ManifestBuilder::SetFiles(const std::filesystem::path& dir,
   }
   manifest_["files"] = std::move(files);
   return Status::OK();
+}
+
+void ManifestBuilder::AddWarning(const std::string& warning) {
+  if (!manifest_.contains("warnings")) manifest_["warnings"] = json::array();
+  manifest_["warnings"].push_back(warning);
 }
 
 void ManifestBuilder::SetFailure(const std::string& reason) {

@@ -39,6 +39,7 @@ class ManifestBuilder {
   void SetCounts(int64_t listed, int64_t processed, int64_t failed);
   void SetPca(const PcaModel& pca, const PcaOptions& options);
   void SetFailure(const std::string& reason);
+  void AddWarning(const std::string& warning);
   // What the descriptor store gave and got: mode, reused and featurized images, segments.
   void SetStore(const nlohmann::json& store) { manifest_["store"] = store; }
   // The result files the manifest vouches for: name -> size and sha256, as written.

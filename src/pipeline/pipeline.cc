@@ -461,7 +461,27 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
 
   CrashPoint("fit");
   auto fit_start = Clock::now();
-  ORCHARD_ASSIGN_OR_RETURN(PcaModel pca, FitPca(accumulator, pca_options));
+  PcaOptions fit_options = pca_options;
+  // n centred rows span at most n - 1 directions: more components would be noise presented
+  // as data. Kept to the rank, loudly.
+  if (fit_options.components > counts.processed - 1) {
+    fit_options.components = counts.processed - 1;
+    const std::string warning =
+        plan.Name("pca_components") + " " + std::to_string(pca_options.components) +
+        " is more than " + std::to_string(counts.processed) + " images can give (" +
+        std::to_string(counts.processed - 1) + " independent directions): kept " +
+        std::to_string(fit_options.components);
+    warn(warning);
+    manifest.AddWarning(warning);
+  }
+  ORCHARD_ASSIGN_OR_RETURN(PcaModel pca, FitPca(accumulator, fit_options));
+  if (!(pca.total_variance > 0.0)) {
+    const std::string warning =
+        "every descriptor is the same (zero variance): the PCA components are arbitrary; is "
+        "the collection made of one image, or is the model broken?";
+    warn(warning);
+    manifest.AddWarning(warning);
+  }
   manifest.times().pca_fit = SecondsSince(fit_start);
   summary.k = pca.k;
   for (double r : pca.explained_variance_ratio) summary.explained_variance += r;

@@ -170,6 +170,24 @@ TEST_F(PipelineTest, BadOptionsAndModelsFailBeforeAnyWork) {
   EXPECT_FALSE(fs::exists(dir.path() / "out/features.csv"));
 }
 
+TEST_F(PipelineTest, MoreComponentsThanTheImagesCanGiveAreKeptToTheRankWithAWarning) {
+  ScratchDir dir;
+  testing::MakeFruitsInput(dir.path() / "in", 1, false);  // 5 images: 4 directions
+  auto options = Options(dir.path() / "in", dir.path() / "out");
+  options.pca_components = 6;
+  std::vector<std::string> warnings;
+  options.on_warning = [&](const std::string& w) { warnings.push_back(w); };
+  auto summary = RunPipeline(options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->k, 4);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("pca_components 6 is more than 5 images can give"), std::string::npos)
+      << warnings[0];
+  const auto manifest = nlohmann::json::parse(ReadFileBytes(dir.path() / "out/manifest.json"));
+  EXPECT_EQ(manifest["warnings"].size(), 1u);
+  EXPECT_EQ(manifest["pca"]["k"], 4);
+}
+
 TEST_F(PipelineTest, CancelledRunLeavesNoOutputMatrix) {
   ScratchDir dir;
   testing::MakeFruitsInput(dir.path() / "in", 3, false);
