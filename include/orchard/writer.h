@@ -1,7 +1,11 @@
 // Output files. Every file is written under a temporary name in its destination folder and
 // renamed into place by Close(), so a reader never sees a half-written file and a failed
-// run leaves no partial output. Close() is idempotent; destroying an unclosed writer
-// removes its temporary file. Writers are not thread-safe: one thread per writer.
+// run leaves no partial output. The temporary name, `<path>.tmp-<pid>-<n>-<random hex>`, is
+// new on every Create() (so several writers of one path may coexist: the last Close() wins)
+// and the file is created fresh (O_EXCL, never through a symbolic link, mode 0644 less the
+// umask). A link at the destination is replaced by the rename, not written through. Close() is
+// idempotent; destroying an unclosed writer removes its temporary file. Writers are not
+// thread-safe: one thread per writer.
 #pragma once
 
 #include <cstdint>

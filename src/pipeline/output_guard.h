@@ -42,7 +42,7 @@ struct OutputState {
 
 // Lists `output` and applies `mode`'s rule. Refusals (kInvalidArgument) change nothing.
 // With kOverwrite, deletes the store and the result files (other files stay). With any
-// mode, removes temporary files an interrupted run left (their names end in .tmp-<pid>).
+// mode, removes temporary files an interrupted run left (their names hold ".tmp-").
 Result<OutputState> PrepareOutput(Storage& output, const std::string& location,
                                   const RunPlan& plan);
 

@@ -1,8 +1,8 @@
 #include "pipeline/spill.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -11,16 +11,27 @@ namespace orchard {
 namespace fs = std::filesystem;
 
 Result<std::unique_ptr<WorkDir>> WorkDir::Create(const std::string& parent) {
-  static std::atomic<int> counter{0};
   std::error_code ec;
   const fs::path base = parent.empty() ? fs::temp_directory_path(ec) : fs::path(parent);
   if (ec) return Status::IOError("no temporary folder: " + ec.message());
-  const fs::path path =
-      base / ("orchard-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  fs::create_directories(path, ec);
-  if (ec)
-    return Status::IOError("cannot create work folder " + path.string() + ": " + ec.message());
-  return std::unique_ptr<WorkDir>(new WorkDir(path));
+  if (!parent.empty()) {
+    fs::create_directories(base, ec);
+    if (ec) {
+      std::string message = "cannot create work folder ";
+      message.append(base.string()).append(": ").append(ec.message());
+      return Status::IOError(message);
+    }
+  }
+  // mkdtemp picks a name nobody can guess, creates it 0700 and fails rather than reuse a
+  // folder (or follow a link) another local user planted in a shared /tmp.
+  std::string path = (base / "orchard-XXXXXX").string();
+  if (::mkdtemp(path.data()) == nullptr) {
+    const std::string why = std::strerror(errno);
+    std::string message = "cannot create a work folder in ";
+    message.append(base.string()).append(": ").append(why);
+    return Status::IOError(message);
+  }
+  return std::unique_ptr<WorkDir>(new WorkDir(fs::path(path)));
 }
 
 WorkDir::~WorkDir() {
@@ -35,11 +46,27 @@ Status WriteError(const std::string& what) {
                          " (is the work folder's disk full? see --work-dir)");
 }
 
+// Creates `path`, which must not exist yet (not even as a link), readable by this user only.
+Result<std::FILE*> CreateNew(const fs::path& path, int access, const char* mode) {
+  const int fd = ::open(path.c_str(), access | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  std::FILE* file = fd < 0 ? nullptr : ::fdopen(fd, mode);
+  if (file == nullptr) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) {
+      ::close(fd);
+      ::unlink(path.c_str());
+    }
+    std::string message = "cannot create work file ";
+    message.append(path.string()).append(": ").append(why);
+    return Status::IOError(message);
+  }
+  return file;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<RecordWriter>> RecordWriter::Create(const fs::path& path) {
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (file == nullptr) return WriteError(path.string());
+  ORCHARD_ASSIGN_OR_RETURN(std::FILE * file, CreateNew(path, O_WRONLY, "w"));
   return std::unique_ptr<RecordWriter>(new RecordWriter(file));
 }
 
@@ -68,7 +95,7 @@ Status RecordWriter::Close() {
 }
 
 Result<std::unique_ptr<RecordReader>> RecordReader::Open(const fs::path& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
+  std::FILE* file = std::fopen(path.c_str(), "rbe");
   if (file == nullptr) return Status::IOError("cannot open work file " + path.string());
   return std::unique_ptr<RecordReader>(new RecordReader(file));
 }
@@ -93,8 +120,7 @@ Result<bool> RecordReader::Next(std::vector<std::string>* fields) {
 }
 
 Result<std::unique_ptr<FloatSpill>> FloatSpill::Create(const fs::path& path, int64_t cols) {
-  std::FILE* file = std::fopen(path.c_str(), "wb+");
-  if (file == nullptr) return WriteError(path.string());
+  ORCHARD_ASSIGN_OR_RETURN(std::FILE * file, CreateNew(path, O_RDWR, "w+"));
   return std::unique_ptr<FloatSpill>(new FloatSpill(file, path, cols));
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,9 +14,15 @@
 namespace orchard {
 
 // A folder for spill files, removed with its contents on destruction.
+//
+// Spill files may sit in a shared folder such as /tmp, so another local user must not be
+// able to read them or make the run write elsewhere: the folder gets an unpredictable name
+// and mode 0700, and every file in it is created new (mode 0600), never through a link.
 class WorkDir {
  public:
-  // Creates a fresh folder `orchard-<pid>-<n>` under `parent` (or the system temp folder).
+  // Creates a fresh folder `orchard-XXXXXX` (six random characters, mode 0700, as mkdtemp
+  // makes it) under `parent`, which is created if missing, or under the system temp folder
+  // when `parent` is empty. An existing folder is never reused. kIOError on failure.
   static Result<std::unique_ptr<WorkDir>> Create(const std::string& parent);
   ~WorkDir();
   const std::filesystem::path& path() const { return path_; }
@@ -29,6 +36,7 @@ class WorkDir {
 // any byte (even a newline), so no delimiter-based format is safe.
 class RecordWriter {
  public:
+  // Creates `path` (mode 0600); kIOError if anything, a link included, is already there.
   static Result<std::unique_ptr<RecordWriter>> Create(const std::filesystem::path& path);
   ~RecordWriter();
   Status Write(const std::vector<std::string>& fields);
@@ -54,6 +62,7 @@ class RecordReader {
 // Raw float32 rows, appended and then read back in order.
 class FloatSpill {
  public:
+  // Creates `path` (mode 0600); kIOError if anything, a link included, is already there.
   static Result<std::unique_ptr<FloatSpill>> Create(const std::filesystem::path& path,
                                                     int64_t cols);
   ~FloatSpill();

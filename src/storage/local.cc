@@ -1,10 +1,14 @@
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <system_error>
 
+#include "orchard/s3.h"
 #include "orchard/storage.h"
 #include "orchard/writer.h"
 
@@ -15,27 +19,45 @@ namespace fs = std::filesystem;
 
 class LocalStorage : public Storage {
  public:
-  explicit LocalStorage(fs::path root) : root_(std::move(root)) {}
+  LocalStorage(fs::path root, uint64_t max_object_bytes)
+      : root_(std::move(root)), max_object_bytes_(max_object_bytes) {}
 
   Status List(const std::function<Status(const ObjectInfo&)>& visit) override {
     return Walk(root_, "", visit);
   }
 
+  // Reads regular files only (links to them are followed): a FIFO would block the reader
+  // forever and a device could stream without end. O_NONBLOCK makes opening a FIFO return at
+  // once, so that fstat can refuse it. Files over the size limit are refused before any
+  // byte is read, as the S3 client refuses large objects.
   Result<std::vector<uint8_t>> Read(const std::string& key) override {
     const fs::path path = root_ / fs::path(key);
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) {
-      std::error_code ec;
-      if (!fs::exists(path, ec)) return Status::NotFound("no such file: " + path.string());
-      return Status::IOError("cannot open " + path.string() + " (permission denied?)");
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return OpenError(path, errno);
+    const FileCloser closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return ReadError(path, errno);
+    if (!S_ISREG(st.st_mode)) return NotRegular(path, st.st_mode);
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (size > max_object_bytes_) {
+      std::string message = path.string();
+      message.append(" is ")
+          .append(std::to_string(size))
+          .append(" bytes, more than the ")
+          .append(std::to_string(max_object_bytes_))
+          .append("-byte limit");
+      return Status::ResourceExhausted(message);
     }
-    const std::streamoff size = in.tellg();
-    if (size < 0) return Status::IOError("cannot read " + path.string());
     std::vector<uint8_t> bytes(static_cast<size_t>(size));
-    in.seekg(0);
-    if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) {
-      return Status::IOError("cannot read " + path.string() + " (read error)");
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ReadError(path, errno);
+      if (n == 0) break;  // the file shrank since fstat: return what it holds now
+      done += static_cast<size_t>(n);
     }
+    bytes.resize(done);
     return bytes;
   }
 
@@ -108,7 +130,46 @@ class LocalStorage : public Storage {
     return Status::OK();
   }
 
+  struct FileCloser {
+    int fd;
+    ~FileCloser() { ::close(fd); }
+  };
+
+  static const char* KindOf(mode_t mode) {
+    if (S_ISDIR(mode)) return "a folder";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+    return "not a file";
+  }
+
+  static Status NotRegular(const fs::path& path, mode_t mode) {
+    std::string message = path.string();
+    message.append(" is not a regular file (").append(KindOf(mode)).append(")");
+    return Status::IOError(message);
+  }
+
+  static Status ReadError(const fs::path& path, int error) {
+    std::string message = "cannot read ";
+    message.append(path.string()).append(": ").append(std::strerror(error));
+    return Status::IOError(message);
+  }
+
+  static Status OpenError(const fs::path& path, int error) {
+    if (error == ENOENT || error == ENOTDIR) {
+      return Status::NotFound("no such file: " + path.string());
+    }
+    // Sockets cannot be opened at all (ENXIO): say what is there rather than why open failed.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return NotRegular(path, st.st_mode);
+    std::string message = "cannot open ";
+    message.append(path.string()).append(": ").append(std::strerror(error));
+    if (error == EACCES || error == EPERM) message.append(" (check the file's permissions)");
+    return Status::IOError(message);
+  }
+
   fs::path root_;
+  uint64_t max_object_bytes_;
 };
 
 }  // namespace
@@ -122,7 +183,8 @@ Result<std::unique_ptr<Storage>> OpenLocalStorage(const std::string& root, bool 
   }
   if (!fs::exists(path, ec)) return Status::NotFound("input folder does not exist: " + root);
   if (!fs::is_directory(path, ec)) return Status::InvalidArgument("input is not a folder: " + root);
-  return std::unique_ptr<Storage>(new LocalStorage(path));
+  // The S3 client's limit, so that a local run and an S3 run refuse the same files.
+  return std::unique_ptr<Storage>(new LocalStorage(path, S3Options{}.max_object_bytes));
 }
 
 }  // namespace orchard

@@ -1,7 +1,16 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstring>
 #include <filesystem>
+#include <future>
 
+#include "orchard/s3.h"
 #include "orchard/storage.h"
 #include "test_util.h"
 
@@ -76,6 +85,79 @@ TEST(LocalStorage, DoesNotFollowDirectoryLinks) {
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].key, "real/a.jpg");
   EXPECT_EQ(all[1].key, "real/loop");
+}
+
+// Reads `key` on another thread, so that a Read() that blocks fails the test instead of
+// hanging it; a blocked FIFO open is released by opening the FIFO for writing.
+Result<std::vector<uint8_t>> ReadWithin5Seconds(Storage& storage, const std::string& key,
+                                                const std::filesystem::path& fifo = {}) {
+  auto read = std::async(std::launch::async, [&] { return storage.Read(key); });
+  if (read.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "Read(" << key << ") blocked";
+    if (!fifo.empty()) {
+      const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  return read.get();
+}
+
+TEST(LocalStorage, ReadsOnlyRegularFiles) {
+  ScratchDir dir;
+  const std::filesystem::path fifo = dir.path() / "x.jpg";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::filesystem::create_directory(dir.path() / "y.jpg");
+  std::filesystem::create_symlink("/dev/null", dir.path() / "null.jpg");
+  std::filesystem::create_symlink(fifo, dir.path() / "to-fifo.jpg");
+  const std::filesystem::path socket_path = dir.path() / "s.jpg";
+  const int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  ASSERT_LT(socket_path.string().size(), sizeof(address.sun_path));
+  std::strncpy(address.sun_path, socket_path.c_str(), sizeof(address.sun_path) - 1);
+  ASSERT_EQ(::bind(sock, reinterpret_cast<const sockaddr*>(&address), sizeof(address)), 0);
+  auto storage = OpenLocalStorage(dir.path().string());
+  ASSERT_TRUE(storage.ok());
+  for (const char* key : {"x.jpg", "to-fifo.jpg", "y.jpg", "null.jpg", "s.jpg"}) {
+    auto bytes = ReadWithin5Seconds(**storage, key, fifo);
+    ASSERT_FALSE(bytes.ok()) << key;
+    EXPECT_EQ(bytes.status().code(), StatusCode::kIOError) << key;
+    EXPECT_NE(bytes.status().message().find("is not a regular file"), std::string::npos)
+        << bytes.status().ToString();
+  }
+  ::close(sock);
+}
+
+TEST(LocalStorage, FollowsLinksToRegularFiles) {
+  ScratchDir dir;
+  WriteFileBytes(dir.path() / "real.jpg", {4, 5});
+  std::filesystem::create_symlink(dir.path() / "real.jpg", dir.path() / "link.jpg");
+  auto storage = OpenLocalStorage(dir.path().string());
+  ASSERT_TRUE(storage.ok());
+  auto bytes = (*storage)->Read("link.jpg");
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  EXPECT_EQ(*bytes, (std::vector<uint8_t>{4, 5}));
+}
+
+TEST(LocalStorage, RefusesFilesOverTheSizeLimitBeforeReading) {
+  ScratchDir dir;
+  // Sparse: no disk space used, and the limit is the S3 client's.
+  const uint64_t limit = S3Options{}.max_object_bytes;
+  const std::filesystem::path big = dir.path() / "big.jpg";
+  const int fd = ::open(big.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(limit + 1)), 0);
+  ::close(fd);
+  WriteFileBytes(dir.path() / "small.jpg", {1});
+  auto storage = OpenLocalStorage(dir.path().string());
+  ASSERT_TRUE(storage.ok());
+  auto bytes = ReadWithin5Seconds(**storage, "big.jpg");
+  ASSERT_FALSE(bytes.ok());
+  EXPECT_EQ(bytes.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(bytes.status().message().find(std::to_string(limit + 1) + " bytes"), std::string::npos)
+      << bytes.status().ToString();
+  EXPECT_TRUE((*storage)->Read("small.jpg").ok());
 }
 
 TEST(MemoryStorage, KeepsKeysSortedAndReadsThemBack) {

@@ -1,9 +1,14 @@
 #include <fcntl.h>
+#include <sys/random.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <random>
 
 #include "orchard/writer.h"
 
@@ -11,6 +16,23 @@ namespace orchard {
 namespace {
 
 std::string ErrnoText() { return std::strerror(errno); }
+
+// `<path>.tmp-<pid>-<n>-<8 random hex digits>`. The ".tmp-" marker is how a later run finds
+// leftovers to remove; the counter keeps names unique within the process, and the random
+// part makes them unpredictable to other users.
+std::string TempName(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  uint32_t random = 0;
+  if (::getrandom(&random, sizeof(random), GRND_NONBLOCK) != sizeof(random)) {
+    random = static_cast<uint32_t>(std::random_device{}());
+  }
+  char suffix[64];
+  std::snprintf(suffix, sizeof(suffix), ".tmp-%ld-%llu-%08x", static_cast<long>(::getpid()),
+                static_cast<unsigned long long>(counter.fetch_add(1)), random);
+  std::string temp = path;
+  temp.append(suffix);
+  return temp;
+}
 
 }  // namespace
 
@@ -20,9 +42,27 @@ Result<std::unique_ptr<AtomicFile>> AtomicFile::Create(const std::string& path) 
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   if (ec) return Status::IOError("cannot create folder " + parent.string() + ": " + ec.message());
   // The temporary file sits beside the destination so that rename() stays on one file system.
-  const std::string temp = path + ".tmp-" + std::to_string(::getpid());
-  std::FILE* file = std::fopen(temp.c_str(), "wb+");
-  if (file == nullptr) return Status::IOError("cannot create " + temp + ": " + ErrnoText());
+  // Its name is new on every call (two writers of one path never share it) and hard to guess,
+  // and it is created with O_EXCL | O_NOFOLLOW: a stale file or a link planted by another
+  // user at that name makes the attempt fail instead of being written through.
+  std::string temp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+    temp = TempName(path);
+    fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  std::FILE* file = fd < 0 ? nullptr : ::fdopen(fd, "w+");
+  if (file == nullptr) {
+    const std::string why = ErrnoText();
+    if (fd >= 0) {
+      ::close(fd);
+      ::unlink(temp.c_str());
+    }
+    std::string message = "cannot create ";
+    message.append(temp).append(": ").append(why);
+    return Status::IOError(message);
+  }
   return std::unique_ptr<AtomicFile>(new AtomicFile(path, temp, file));
 }
 

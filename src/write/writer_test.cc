@@ -1,6 +1,8 @@
 #include "orchard/writer.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -44,6 +46,65 @@ TEST(AtomicFile, AbortedOrDestroyedLeavesNothingAndKeepsTheOldFile) {
   const auto bytes = ReadFileBytes(path);
   EXPECT_EQ(std::string(bytes.begin(), bytes.end()), "old");
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1);
+}
+
+TEST(AtomicFile, TwoWritersOfOnePathCoexistAndTheLastCloseWins) {
+  ScratchDir dir;
+  const std::string path = (dir.path() / "out.txt").string();
+  auto first = AtomicFile::Create(path);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = AtomicFile::Create(path);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  ASSERT_TRUE((*first)->Append("first").ok());
+  ASSERT_TRUE((*second)->Append("2nd").ok());
+  ASSERT_TRUE((*first)->Close().ok());
+  auto bytes = ReadFileBytes(path);
+  EXPECT_EQ(std::string(bytes.begin(), bytes.end()), "first");
+  ASSERT_TRUE((*second)->Close().ok());
+  bytes = ReadFileBytes(path);
+  EXPECT_EQ(std::string(bytes.begin(), bytes.end()), "2nd");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1);
+}
+
+TEST(AtomicFile, TemporaryNamesAreUniqueAndKeepTheMarker) {
+  ScratchDir dir;
+  const std::string path = (dir.path() / "out.txt").string();
+  auto first = AtomicFile::Create(path);
+  ASSERT_TRUE(first.ok());
+  auto second = AtomicFile::Create(path);
+  ASSERT_TRUE(second.ok());
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir.path())) {
+    names.push_back(entry.path().filename().string());
+  }
+  ASSERT_EQ(names.size(), 2u);
+  EXPECT_NE(names[0], names[1]);
+  for (const std::string& name : names) {
+    // The run removes leftovers by this marker.
+    EXPECT_EQ(name.rfind("out.txt.tmp-", 0), 0u) << name;
+    // Not the bare pid: that name is known in advance to any local user.
+    EXPECT_NE(name, "out.txt.tmp-" + std::to_string(::getpid()));
+    struct stat st {};
+    ASSERT_EQ(::lstat((dir.path() / name).c_str(), &st), 0);
+    EXPECT_TRUE(S_ISREG(st.st_mode));
+  }
+}
+
+TEST(AtomicFile, DoesNotWriteThroughPlantedLinks) {
+  ScratchDir dir;
+  const fs::path victim = dir.path() / "victim";
+  ASSERT_TRUE(WriteFileAtomically(victim.string(), "keep").ok());
+  const std::string path = (dir.path() / "out.txt").string();
+  // A link at the name the temporary file used to have (path + ".tmp-" + pid)...
+  fs::create_symlink(victim, path + ".tmp-" + std::to_string(::getpid()));
+  // ...and one at the destination, which the rename replaces rather than follows.
+  fs::create_symlink(victim, path);
+  ASSERT_TRUE(WriteFileAtomically(path, "new").ok());
+  auto bytes = ReadFileBytes(victim);
+  EXPECT_EQ(std::string(bytes.begin(), bytes.end()), "keep");
+  EXPECT_FALSE(fs::is_symlink(path));
+  bytes = ReadFileBytes(path);
+  EXPECT_EQ(std::string(bytes.begin(), bytes.end()), "new");
 }
 
 TEST(AtomicFile, ReportsAnUnwritableFolder) {
