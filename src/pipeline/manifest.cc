@@ -7,6 +7,7 @@
 
 #include "extract/onnx_runtime_library.h"
 #include "orchard/cpu.h"
+#include "util/json_text.h"
 
 namespace orchard {
 
@@ -17,9 +18,9 @@ namespace {
 json OptionsJson(const PipelineOptions& o, int threads) {
   // Everything that changes the numbers, and nothing secret.
   return {
-      {"input", o.input},
-      {"output", o.output},
-      {"model", o.model},
+      {"input", TextToJson(o.input)},
+      {"output", TextToJson(o.output)},
+      {"model", TextToJson(o.model)},
       {"backend", o.backend},
       {"precision", PrecisionName(o.precision)},
       {"parallel_runs", o.parallel_runs},
@@ -67,7 +68,7 @@ ManifestBuilder::ManifestBuilder(const PipelineOptions& options, const ModelSpec
                                  int threads) {
   model_ = {
       {"name", spec.name},
-      {"file", spec.file.filename().string()},
+      {"file", TextToJson(spec.file.filename().string())},
       {"sha256", spec.sha256},
       {"weights", spec.weights},
       {"random_weights", spec.random_weights()},
@@ -145,7 +146,7 @@ std::string ManifestBuilder::Json() const {
       {"project_and_write", times_.write},
       {"total", times_.total},
   };
-  return j.dump(2) + "\n";
+  return DumpJson(j, 2) + "\n";
 }
 
 }  // namespace orchard

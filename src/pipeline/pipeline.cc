@@ -25,6 +25,7 @@
 #include "pipeline/result_walk.h"
 #include "pipeline/spill.h"
 #include "util/crash_point.h"
+#include "util/json_text.h"
 
 namespace orchard {
 namespace {
@@ -515,7 +516,7 @@ Result<RunSummary> RunPipeline(const RunPlan& plan) {
   nlohmann::json pca_json = PcaModelToJson(pca);
   pca_json["model"] = manifest.ModelJson();
   ORCHARD_RETURN_NOT_OK(
-      WriteFileAtomically((out_dir / "pca.json").string(), pca_json.dump(1) + "\n"));
+      WriteFileAtomically((out_dir / "pca.json").string(), DumpJson(pca_json, 1) + "\n"));
   manifest.times().write = SecondsSince(write_start);
 
   summary.seconds = SecondsSince(run_start);

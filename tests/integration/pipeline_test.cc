@@ -188,6 +188,23 @@ TEST_F(PipelineTest, MoreComponentsThanTheImagesCanGiveAreKeptToTheRankWithAWarn
   EXPECT_EQ(manifest["pca"]["k"], 4);
 }
 
+TEST_F(PipelineTest, NamesThatAreNotUtf8NeverCrashTheRun) {
+  ScratchDir dir;
+  const fs::path in = dir.path() / "in";
+  testing::MakeFruitsInput(in, 2, false);
+  fs::rename(in / "Plum 5", in / "caf\xe9");  // Latin-1, as old file systems have them
+  const fs::path out = dir.path() / "out\xfe";
+  auto summary = RunPipeline(Options(in, out));
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  const auto rows = ReadCsv(out / "features.csv");
+  EXPECT_TRUE(
+      std::any_of(rows.begin(), rows.end(), [](const auto& row) { return row[1] == "caf\xe9"; }));
+  const auto manifest = nlohmann::json::parse(ReadFileBytes(out / "manifest.json"));
+  EXPECT_EQ(manifest["options"]["output"]["hex"].get<std::string>().substr(
+                manifest["options"]["output"]["hex"].get<std::string>().size() - 2),
+            "fe");
+}
+
 TEST_F(PipelineTest, CancelledRunLeavesNoOutputMatrix) {
   ScratchDir dir;
   testing::MakeFruitsInput(dir.path() / "in", 3, false);
