@@ -112,6 +112,7 @@ Status ManifestBuilder::SetFiles(const std::filesystem::path& dir,
   json files = json::object();
   for (const std::string& name : names) {
     std::error_code ec;
+    if (!std::filesystem::exists(dir / name, ec)) continue;  // a sink that wrote no file
     const auto bytes = std::filesystem::file_size(dir / name, ec);
     if (ec) return Status::IOError("cannot read " + (dir / name).string() + ": " + ec.message());
     ORCHARD_ASSIGN_OR_RETURN(std::string sha256, Sha256File(dir / name));

@@ -42,7 +42,8 @@ class ManifestBuilder {
   void AddWarning(const std::string& warning);
   // What the descriptor store gave and got: mode, reused and featurized images, segments.
   void SetStore(const nlohmann::json& store) { manifest_["store"] = store; }
-  // The result files the manifest vouches for: name -> size and sha256, as written.
+  // The result files the manifest vouches for: name -> size and sha256, as written (names
+  // with no file in `dir`, e.g. a sink that wrote nothing, are left out).
   // `orchard inspect` checks them; a result set whose files do not match is not complete.
   Status SetFiles(const std::filesystem::path& dir, const std::vector<std::string>& names);
   // Sets each key of `extra` (a front end's facts) at the top level.
