@@ -13,6 +13,7 @@
 // and, after retries, the attempt count; they never contain a secret.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -134,6 +135,9 @@ struct S3Options {
   uint64_t max_object_bytes = 2ull << 30;
   // A CA bundle file for TLS ($AWS_CA_BUNDLE); "" = the system's.
   std::string ca_bundle;
+  // When set (Ctrl-C), requests stop within about a second, even a stalled transfer or a
+  // retry's back-off, and fail with kCancelled. Not owned; must outlive the client.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // Options from the environment and the shared config file: endpoint from

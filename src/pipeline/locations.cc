@@ -20,6 +20,7 @@ Result<std::unique_ptr<RunLocations>> RunLocations::Open(const PipelineOptions& 
                                                          const fs::path& work_dir) {
   std::unique_ptr<RunLocations> l(new RunLocations);
   l->s3_options_ = options.s3;
+  l->s3_options_.cancel = options.cancel;  // Ctrl-C reaches stalled requests too
   l->work_dir_ = work_dir;
   if (IsS3Url(options.input)) {
     ORCHARD_ASSIGN_OR_RETURN(auto client, l->Client());

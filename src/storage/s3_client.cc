@@ -125,6 +125,7 @@ Result<std::shared_ptr<S3Client>> S3Client::Make(const S3Options& options) {
   http.low_speed_time_s = o.request_timeout_s;
   http.ca_bundle = o.ca_bundle;
   http.user_agent = kUserAgent;
+  http.cancel = o.cancel;
   impl->http = std::make_unique<s3internal::HttpClient>(http);
   return std::shared_ptr<S3Client>(new S3Client(std::move(impl)));
 }
@@ -206,6 +207,7 @@ Result<HttpResponse> S3Client::Impl::Send(const S3Request& req) {
     http_request.body = req.body;
     http_request.max_response_bytes = req.max_response_bytes;
 
+    if (Cancelled()) return Status::Cancelled(req.operation + " cancelled");
     S3Error error;
     std::optional<S3Error> injected;
     if (fault_injector) injected = fault_injector(req, attempt);
@@ -244,8 +246,14 @@ Result<HttpResponse> S3Client::Impl::Send(const S3Request& req) {
     if (attempt >= options.max_attempts || !retry->ShouldRetry(error, attempt)) {
       return ErrorStatus(req, error, attempt, &*creds);
     }
-    const auto delay = retry->DelayBeforeNextRetry(error, attempt);
-    if (delay.count() > 0) std::this_thread::sleep_for(delay);
+    if (Cancelled()) return Status::Cancelled(req.operation + " cancelled");
+    // The back-off in slices, so that Ctrl-C does not wait for it.
+    const auto until =
+        std::chrono::steady_clock::now() + retry->DelayBeforeNextRetry(error, attempt);
+    while (std::chrono::steady_clock::now() < until && !Cancelled()) {
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+          std::chrono::milliseconds(50), until - std::chrono::steady_clock::now()));
+    }
   }
 }
 

@@ -51,6 +51,12 @@ struct Transfer {
   bool out_of_memory = false;
 };
 
+// Called by curl about once a second even when no byte moves: a non-zero return aborts the
+// transfer (CURLE_ABORTED_BY_CALLBACK), which is how Ctrl-C reaches a stalled request.
+int OnProgress(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) noexcept {
+  return static_cast<const std::atomic<bool>*>(cancel)->load() ? 1 : 0;
+}
+
 size_t OnBody(char* data, size_t size, size_t nmemb, void* user) noexcept {
   auto* t = static_cast<Transfer*>(user);
   const size_t n = size * nmemb;
@@ -255,6 +261,12 @@ HttpOutcome HttpClient::Perform(const HttpRequest& request) {
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &transfer);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &transfer);
+  if (options_.cancel != nullptr) {
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, OnProgress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA,
+                     const_cast<void*>(static_cast<const void*>(options_.cancel)));
+  }
 
   static const char kEmpty[] = "";
   const bool has_body = request.method == "PUT" || request.method == "POST";

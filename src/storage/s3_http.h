@@ -7,6 +7,7 @@
 // most max_connections requests run at once, further callers wait for a free handle.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -60,6 +61,7 @@ struct HttpClientOptions {
   double low_speed_time_s = 30;  // fail when no byte moves for this long
   std::string ca_bundle;
   std::string user_agent = "orchard";
+  const std::atomic<bool>* cancel = nullptr;  // aborts transfers when set (see S3Options)
 };
 
 class HttpClient {

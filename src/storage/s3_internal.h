@@ -93,6 +93,7 @@ struct S3Client::Impl {
   std::map<std::string, std::string> bucket_regions;  // learned from x-amz-bucket-region
   s3internal::FaultInjector fault_injector;           // tests only
 
+  bool Cancelled() const { return options.cancel != nullptr && options.cancel->load(); }
   // Sends with signing and retries. Returns the 2xx response, or a Status that names the
   // location, status, S3 code and attempts. Thread-safe.
   Result<s3internal::HttpResponse> Send(const s3internal::S3Request& request);

@@ -214,3 +214,31 @@ def test_update_on_s3_featurizes_only_the_change_and_equals_a_fresh_run(
     outputs = _download(s3_client, s3_bucket, "out/")
     for name in RESULT_FILES:
         assert outputs[name] == (tmp_path / "fresh" / name).read_bytes(), f"{name} differs from a fresh run"
+
+
+def test_ctrl_c_stops_a_run_within_seconds_even_while_s3_stalls(
+    build_dir: Path, s3_server: s3fx.S3TestConfig, fruits_bucket: FruitsBucket, s3_bucket: str,
+    tmp_path: Path, fault_proxy: Callable[..., FaultProxy],
+) -> None:
+    """Every image GET stalls for a minute: Ctrl-C must not wait for it (nor for the retries'
+    back-off); the run says it was cancelled (exit 130) and --resume later completes it."""
+    import signal
+    import time
+
+    proxy = fault_proxy("stall:method=GET,path=.jpg", stall_seconds=60)
+    args = [str(build_dir / "orchard"), "run", "-q", "--s3-endpoint", proxy.endpoint, "--input",
+            fruits_bucket.url + "Test", "--output", str(tmp_path / "out"), "--pca-components", "2"]
+    run = subprocess.Popen(args, env=_env(s3_server, tmp_path), stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # listed, model loaded, workers stuck in GETs
+    assert run.poll() is None, run.stderr.read() if run.stderr else ""
+    start = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=30)
+    assert time.monotonic() - start < 5, f"took {time.monotonic() - start:.1f} s to stop"
+    assert run.returncode == 130, stderr
+    assert "cancelled" in stderr and "--resume" in stderr, stderr
+    assert not (tmp_path / "out" / "features.csv").exists()
+    resumed = _orchard(build_dir, _env(s3_server, tmp_path), "run", "-q", "--s3-endpoint",
+                       s3_server.endpoint, "--input", fruits_bucket.url + "Test", "--output",
+                       str(tmp_path / "out"), "--pca-components", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr

@@ -17,7 +17,11 @@ namespace {
 
 std::atomic<bool> g_cancel{false};
 
-void OnSignal(int) { g_cancel.store(true); }
+// The first Ctrl-C (or SIGTERM) stops the run cleanly within seconds; a second one ends the
+// process at once (what was committed to the store survives either way).
+void OnSignal(int) {
+  if (g_cancel.exchange(true)) _exit(130);
+}
 
 // OpenBLAS chooses its kernels once, when it is loaded, from OPENBLAS_CORETYPE or its table
 // of known CPUs. On a CPU newer than that table it runs older (AVX2) kernels at about half

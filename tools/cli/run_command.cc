@@ -150,6 +150,12 @@ int RunCommand(PipelineOptions& options, const RunFlags& flags) {
 
   auto summary = RunPipeline(*plan);
   reporter.Finish();
+  if (summary.status().code() == StatusCode::kCancelled) {
+    std::fprintf(stderr,
+                 "orchard: cancelled; what was featurized is committed to the output's store: "
+                 "run again with --resume to continue\n");
+    return 130;  // 128 + SIGINT, as shells report an interrupted command
+  }
   if (!summary.ok()) {
     std::fprintf(stderr, "orchard: %s\n", summary.status().message().c_str());
     return 1;
