@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -813,6 +814,45 @@ std::vector<std::shared_ptr<ResultSink>> SinksArg(const py::sequence& sinks,
 
 // ---- Pipeline -----------------------------------------------------------------------------
 
+// While a run works with the GIL released, Python cannot run its SIGINT handler: the main
+// thread is inside C++, and Ctrl-C would wait for the next progress callback, or for a
+// stalled S3 request's timeout. So on the main thread, and while Python's own handler is the
+// one installed, the run installs a C handler for its duration: it sets the run's cancel flag
+// (the pipeline and the S3 client stop within about a second) and has Python raise
+// KeyboardInterrupt afterwards (PyErr_SetInterrupt is async-signal-safe). The previous
+// handler is restored when the run returns.
+class InterruptWatch {
+ public:
+  explicit InterruptWatch(std::atomic<bool>* cancel) {
+    py::module_ threading = py::module_::import("threading");
+    py::module_ signal = py::module_::import("signal");
+    const bool main_thread = threading.attr("current_thread")().is(threading.attr("main_thread")());
+    const bool python_handles_sigint =
+        signal.attr("getsignal")(signal.attr("SIGINT")).is(signal.attr("default_int_handler"));
+    if (!main_thread || !python_handles_sigint) return;
+    target_.store(cancel);
+    struct sigaction action {};
+    action.sa_handler = &InterruptWatch::OnSigint;
+    sigemptyset(&action.sa_mask);
+    installed_ = ::sigaction(SIGINT, &action, &previous_) == 0;
+  }
+  ~InterruptWatch() {
+    if (installed_) ::sigaction(SIGINT, &previous_, nullptr);
+    target_.store(nullptr);
+  }
+  InterruptWatch(const InterruptWatch&) = delete;
+  InterruptWatch& operator=(const InterruptWatch&) = delete;
+
+ private:
+  static void OnSigint(int) {
+    if (std::atomic<bool>* cancel = target_.load()) cancel->store(true);
+    PyErr_SetInterrupt();
+  }
+  static inline std::atomic<std::atomic<bool>*> target_{nullptr};
+  struct sigaction previous_ {};
+  bool installed_ = false;
+};
+
 py::dict Run(const std::string& input, const std::string& output, const py::object& progress,
              const py::sequence& sinks, const py::kwargs& kwargs) {
   RunRequest request = RunRequestFrom(input, output, kwargs, "_run");
@@ -849,9 +889,12 @@ py::dict Run(const std::string& input, const std::string& output, const py::obje
 
   Result<RunSummary> summary = Status::Internal("not run");
   {
+    InterruptWatch watch(&cancel);
     py::gil_scoped_release release;
     summary = RunPipeline(plan);
   }
+  // A Ctrl-C during the run: KeyboardInterrupt, as Python code would raise.
+  if (!python_error && PyErr_CheckSignals() != 0) python_error.emplace();
   for (PyResultSink* sink : python_sinks) {
     if (auto error = sink->TakeError(); error && !python_error) python_error = std::move(error);
   }

@@ -242,3 +242,34 @@ def test_ctrl_c_stops_a_run_within_seconds_even_while_s3_stalls(
                        s3_server.endpoint, "--input", fruits_bucket.url + "Test", "--output",
                        str(tmp_path / "out"), "--pca-components", "2", "--resume")
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_ctrl_c_stops_orchard_run_in_python_within_seconds_even_while_s3_stalls(
+    s3_server: s3fx.S3TestConfig, fruits_bucket: FruitsBucket, tmp_path: Path,
+    fault_proxy: Callable[..., FaultProxy],
+) -> None:
+    """The same from Python: orchard.run raises KeyboardInterrupt within seconds, although
+    the main thread is inside C++ with every worker stuck in a stalled GET."""
+    import signal
+    import sys
+    import time
+
+    proxy = fault_proxy("stall:method=GET,path=.jpg", stall_seconds=60)
+    script = (
+        "import orchard, sys\n"
+        "try:\n"
+        f"    orchard.run({fruits_bucket.url + 'Test'!r}, {str(tmp_path / 'out')!r},\n"
+        f"                s3_endpoint={proxy.endpoint!r}, pca_components=2)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('KeyboardInterrupt', flush=True)\n"
+        "    sys.exit(7)\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", script], env=_env(s3_server, tmp_path),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)  # imported, listed, workers stuck in GETs
+    assert run.poll() is None, run.communicate()
+    start = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=30)
+    assert time.monotonic() - start < 5, f"took {time.monotonic() - start:.1f} s to stop"
+    assert run.returncode == 7 and "KeyboardInterrupt" in stdout, (stdout, stderr)
