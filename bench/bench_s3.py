@@ -69,7 +69,8 @@ def end_to_end(build: Path, cfg: s3fx.S3TestConfig, client: Any, bucket: str, en
                repeats: int) -> dict[str, float]:
     local = REPO / "samples" / "fruits-360-mini" / "Training"
     s3fx.upload_folder(client, local, bucket, "fruits/")
-    common = ["run", "-q", "--pca-components", "8", "--s3-endpoint", cfg.endpoint]
+    # --overwrite: each repeat writes the same output folder again.
+    common = ["run", "-q", "--overwrite", "--pca-components", "8", "--s3-endpoint", cfg.endpoint]
     times: dict[str, float] = {"local": 1e9, "s3": 1e9}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
