@@ -146,14 +146,20 @@ def test_kill_9_anywhere_then_resume_gives_the_same_bytes_s3(
 
 
 def _user_namespaces_work() -> bool:
-    try:
-        return subprocess.run(["unshare", "-rm", "true"], capture_output=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
+    """Whether this machine lets us mount a private tmpfs (user + mount namespaces)."""
+    if shutil.which("unshare") is None:
         return False
+    import tempfile
+    with tempfile.TemporaryDirectory() as probe:
+        try:
+            return subprocess.run(["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=64k",
+                                   "tmpfs", probe], capture_output=True,
+                                  timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None or not _user_namespaces_work(),
+@pytest.mark.skipif(not _user_namespaces_work(),
                     reason="needs unshare -rm (user and mount namespaces) for a small tmpfs")
 def test_a_full_disk_is_a_clear_error_and_the_run_resumes_once_space_is_freed(
         build_dir: Path, chaos_input: Path, tmp_path: Path) -> None:
