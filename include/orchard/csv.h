@@ -8,7 +8,10 @@
 
 namespace orchard {
 
-// One field, quoted when needed.
+// One text field, quoted when needed. Text starting with '=', '+', '-', '@', a tab, a CR or
+// an apostrophe gets one leading apostrophe first, so that spreadsheets do not run it as a
+// formula; drop one leading apostrophe to get the exact text back. Numbers are written with
+// FormatFloat, not through this.
 std::string CsvField(std::string_view text);
 
 // The shortest decimal text that reads back as exactly the same float ("0.1", "-2.5e-07").

@@ -6,9 +6,18 @@
 namespace orchard {
 
 std::string CsvField(std::string_view text) {
-  if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
+  std::string cell;
+  // A spreadsheet would run "=...", "+...", "-...", "@..." (and tab/CR-led) cells as formulas
+  // (CSV injection): such text gets one leading apostrophe, as OWASP advises. Text that
+  // already starts with one gets another, so dropping one leading apostrophe always gives the
+  // exact original back.
+  if (!text.empty() && std::string_view("=+-@\t\r'").find(text.front()) != std::string_view::npos) {
+    cell.push_back('\'');
+  }
+  cell.append(text);
+  if (cell.find_first_of(",\"\r\n") == std::string::npos) return cell;
   std::string quoted = "\"";
-  for (char c : text) {
+  for (char c : cell) {
     if (c == '"') quoted += '"';
     quoted += c;
   }

@@ -144,6 +144,14 @@ TEST(Csv, QuotesOnlyWhenNeeded) {
   EXPECT_EQ(CsvField("a,b"), "\"a,b\"");
   EXPECT_EQ(CsvField("say \"hi\""), "\"say \"\"hi\"\"\"");
   EXPECT_EQ(CsvField("line\nbreak"), "\"line\nbreak\"");
+  // Formula-looking text is neutralized, reversibly.
+  EXPECT_EQ(CsvField("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+  EXPECT_EQ(CsvField("+1"), "'+1");
+  EXPECT_EQ(CsvField("-apple"), "'-apple");
+  EXPECT_EQ(CsvField("@sum"), "'@sum");
+  EXPECT_EQ(CsvField("'quoted"), "''quoted");
+  EXPECT_EQ(CsvField("a=b"), "a=b");
+  EXPECT_EQ(CsvField(""), "");
 }
 
 TEST(Csv, FloatsRoundTripExactly) {

@@ -229,3 +229,29 @@ def test_inspect_tells_a_mixed_or_unfinished_result_from_a_complete_one(
     unfinished = _run_cli(build_dir, "inspect", str(out))
     assert unfinished.returncode == 1
     assert "INCOMPLETE" in unfinished.stderr
+
+
+def test_formula_looking_names_are_neutralized_and_recoverable(
+        build_dir: Path, shared_dir: Path, tmp_path: Path) -> None:
+    """Folder and file names that a spreadsheet would run as formulas get one leading
+    apostrophe in the CSVs; pandas reads them, and dropping one apostrophe gives the names."""
+    import pandas as pd
+
+    images = sorted((shared_dir / "data" / "fruits-360-mini" / "Training").rglob("*.jpg"))
+    names = ["=SUM(A1)", "+cmd", "-apple", "@home", "'quoted", "plain"]
+    for i, label in enumerate(names):
+        (tmp_path / "in" / label).mkdir(parents=True)
+        shutil.copy(images[2 * i], tmp_path / "in" / label / "a.jpg")
+    (tmp_path / "in" / "=HYPERLINK(1).jpg").write_bytes(b"not an image")
+    result = _run_cli(build_dir, "run", "-q", "--input", str(tmp_path / "in"), "--output",
+                      str(tmp_path / "out"), "--pca-components", "2")
+    assert result.returncode == 0, result.stderr
+    features = pd.read_csv(tmp_path / "out" / "features.csv")
+    for column in ("path", "label"):
+        text = features[column].astype(str)
+        assert not text.str.match(r"^[=+\-@]").any(), text.tolist()  # nothing a sheet would run
+        features[column] = text.str.replace(r"^'", "", regex=True)
+    assert sorted(features["label"]) == sorted(names)
+    assert sorted(features["path"]) == sorted(f"{label}/a.jpg" for label in names)
+    errors = pd.read_csv(tmp_path / "out" / "errors.csv")
+    assert errors["path"].tolist() == ["'=HYPERLINK(1).jpg"]
