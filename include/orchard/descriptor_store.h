@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "orchard/status.h"
@@ -140,6 +141,7 @@ class DescriptorStore {
     std::string sha256;  // of that file
   };
   std::unordered_map<std::string, SegmentFile> files_;  // segment -> what its record says
+  std::unordered_set<std::string> verified_;            // segments whose sha256 was checked
   std::vector<std::unique_ptr<OpenSegment>> open_;      // most recently used last
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "orchard/model.h"
 #include "orchard/writer.h"
@@ -215,6 +216,7 @@ Result<StoreIndex> DescriptorStore::LoadIndex(int64_t dim) {
     {
       std::lock_guard lock(mutex_);
       files_[name] = {file, doc["sha256"].get<std::string>()};
+      verified_.erase(name);
     }
     index.AddRecord(name, std::move(parsed));
   }
@@ -250,6 +252,7 @@ Status DescriptorStore::Commit(const Segment& segment) {
       output_.Write(kSegmentsFolder + segment.name + ".json", DumpJson(record, -1) + "\n"));
   std::lock_guard lock(mutex_);
   files_[segment.name] = {file, sha256};
+  verified_.erase(segment.name);
   return Status::OK();
 }
 
@@ -266,20 +269,30 @@ Result<DescriptorStore::OpenSegment*> DescriptorStore::Open(const std::string& s
   if (known == files_.end()) return Status::Internal("segment " + segment + " has no record");
   const auto& [file, sha256] = known->second;
   const std::string key = kSegmentsFolder + file;
+  // Each segment is checked against its record once per store, not each time a walk opens
+  // it again (the two walks of a run read every segment twice).
+  std::optional<std::string> actual;
   std::string path = output_.LocalPath(key);
   if (path.empty()) {  // a remote store: one copy in the cache, read from there
     path = (cache_dir_ / file).string();
     std::error_code ec;
     if (!fs::exists(path, ec)) {
       ORCHARD_ASSIGN_OR_RETURN(auto bytes, output_.Read(key));
+      actual = Sha256Hex(AsText(bytes));  // hashed as downloaded: no second read
       ORCHARD_RETURN_NOT_OK(WriteFileAtomically(path, AsText(bytes)));
     }
   }
-  ORCHARD_ASSIGN_OR_RETURN(std::string actual, Sha256File(path));
-  if (actual != sha256) {
-    return Status::CorruptData("descriptor store segment " + output_.Describe(key) +
-                               " does not match the sha256 of its record (remove the segment's "
-                               "two files to recompute its images)");
+  if (!verified_.contains(segment)) {
+    if (!actual) {
+      ORCHARD_ASSIGN_OR_RETURN(std::string hashed, Sha256File(path));
+      actual = std::move(hashed);
+    }
+    if (*actual != sha256) {
+      return Status::CorruptData("descriptor store segment " + output_.Describe(key) +
+                                 " does not match the sha256 of its record (remove the "
+                                 "segment's two files to recompute its images)");
+    }
+    verified_.insert(segment);
   }
   auto open = std::make_unique<OpenSegment>();
   open->name = segment;
