@@ -77,6 +77,7 @@ std::vector<ErrorClass>& ErrorTable() {
   return table;
 }
 PyObject* g_orchard_error = nullptr;
+PyObject* g_usage_error = nullptr;  // orchard.UsageError, a subclass of InvalidArgumentError
 
 void CreateExceptions(py::module_& m) {
   g_orchard_error = PyErr_NewExceptionWithDoc(
@@ -113,6 +114,15 @@ void CreateExceptions(py::module_& m) {
     if (e.cls == nullptr) throw py::error_already_set();
     py::handle(e.cls).attr("code") = StatusCodeName(e.code);  // also for errors raised in Python
     m.add_object(e.name, py::handle(e.cls));
+    if (e.code == StatusCode::kInvalidArgument) {
+      g_usage_error = PyErr_NewExceptionWithDoc(
+          "orchard.UsageError",
+          "The call cannot work as written: an option out of range for this model, an output "
+          "that needs mode='resume' or 'overwrite' (the CLI exits 2 for these).",
+          e.cls, nullptr);
+      if (g_usage_error == nullptr) throw py::error_already_set();
+      m.add_object("UsageError", py::handle(g_usage_error));
+    }
   }
 }
 
@@ -137,7 +147,11 @@ void SetError(StatusCode code, const std::string& message) {
 // Raises the Python exception for a non-OK status. The GIL must be held.
 void ThrowIfError(const Status& status) {
   if (status.ok()) return;
-  SetError(status.code(), status.message());
+  if (status.is_usage_error()) {
+    PyErr_SetObject(g_usage_error, MessageText(status.message()).ptr());
+  } else {
+    SetError(status.code(), status.message());
+  }
   throw py::error_already_set();
 }
 

@@ -56,6 +56,9 @@ struct ModelSpec {
   int feature_channels = 0;
   Pooling pooling = Pooling::kAvg;
   double gflops_224 = 0.0;  // forward cost per image at 224x224, for benchmarks
+  // Inference memory of one image per input pixel (sidecar key peak_bytes_per_pixel, from the
+  // graph by scripts/models); 0 when the sidecar does not say (a conservative default applies).
+  double peak_bytes_per_pixel = 0.0;
   std::map<std::string, ModelVariant> variants;  // by precision name ("int8")
 
   bool random_weights() const { return weights == "random"; }

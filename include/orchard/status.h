@@ -36,6 +36,14 @@ class [[nodiscard]] Status {
   static Status InvalidArgument(std::string m) {
     return {StatusCode::kInvalidArgument, std::move(m)};
   }
+  // An invalid argument that makes the command unusable as written (an option out of range
+  // for this model, an output that needs --resume or --overwrite): the CLI exits 2 for it,
+  // where a failure of the run itself exits 1. Same code as InvalidArgument otherwise.
+  static Status Usage(std::string m) {
+    Status s(StatusCode::kInvalidArgument, std::move(m));
+    s.usage_ = true;
+    return s;
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status IOError(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
   static Status CorruptData(std::string m) { return {StatusCode::kCorruptData, std::move(m)}; }
@@ -48,6 +56,7 @@ class [[nodiscard]] Status {
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
+  bool is_usage_error() const { return usage_; }
   const std::string& message() const { return message_; }
   // "invalid_argument: <message>", or "ok".
   std::string ToString() const;
@@ -58,6 +67,7 @@ class [[nodiscard]] Status {
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  bool usage_ = false;
 };
 
 // Holds a T or a non-OK Status. Accessing the value of an error Result is a bug (asserted).

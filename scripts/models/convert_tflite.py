@@ -549,6 +549,38 @@ def onnx_gflops(model: onnx.ModelProto, height: int, width: int) -> float:
     return round(2.0 * multiply_adds / 1e9, 4)
 
 
+def onnx_peak_bytes_per_pixel(model: onnx.ModelProto) -> int:
+    """Memory one image costs during inference, in bytes per input pixel: twice the largest
+    (inputs + outputs) activation of any node at 224x224, float32.
+
+    The engine refuses a --size/--batch whose estimate exceeds the machine's memory
+    (src/pipeline/memory_budget.cc). The factor 2 covers ONNX Runtime's arena and the tensors
+    around the node: measured peak RSS per image was 1.1-1.5x the node peak for MobileNetV2,
+    ResNet50 and VGG16 at 448 and 896 (docs/reliability.md).
+    """
+    height = width = 224
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    dims = fixed.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, height, width
+    del fixed.graph.output[:]
+    inferred = onnx.shape_inference.infer_shapes(fixed).graph
+    weights = {init.name for init in inferred.initializer}
+    shapes = {
+        info.name: [d.dim_value for d in info.type.tensor_type.shape.dim]
+        for info in [*inferred.input, *inferred.value_info]
+    }
+    peak = 0
+    for node in inferred.node:
+        floats = sum(
+            math.prod(shapes[name])
+            for name in [*node.input, *node.output]
+            if name in shapes and name not in weights and all(shapes[name])
+        )
+        peak = max(peak, floats)
+    return int(math.ceil(2 * 4 * peak / (height * width)))
+
+
 def write_sidecar(sidecar: dict[str, Any], path: Path) -> None:
     """Writes the engine's JSON sidecar (keys in schema order, stable formatting)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -607,6 +639,7 @@ def build_sidecar(
         },
         "feature": {"layer": "feature_map", "channels": feature_channels, "pooling": "avg"},
         "gflops_224": onnx_gflops(model, 224, 224),
+        "peak_bytes_per_pixel": onnx_peak_bytes_per_pixel(model),
     }
 
 

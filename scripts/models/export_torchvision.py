@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert_tflite import (  # noqa: E402  (shared ONNX/sidecar helpers)
     check_loads_in_opencv,
     onnx_gflops,
+    onnx_peak_bytes_per_pixel,
     save_model,
     sha256_file,
     write_sidecar,
@@ -263,6 +264,7 @@ def build_sidecar(
         "preprocess": dict(preset["preprocess"]),
         "feature": {"layer": "feature_map", "channels": preset["channels"], "pooling": "avg"},
         "gflops_224": onnx_gflops(model, 224, 224),
+        "peak_bytes_per_pixel": onnx_peak_bytes_per_pixel(model),
     }
 
 

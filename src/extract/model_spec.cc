@@ -120,6 +120,18 @@ const char* PrecisionName(Precision precision) {
   return precision == Precision::kInt8 ? "int8" : "fp32";
 }
 
+// The model file a sidecar names: a plain file name, beside the sidecar. A sidecar that
+// points elsewhere (another folder, an absolute path) is refused, so that the file a user
+// names, or the folder they copy, is the model that runs.
+Result<fs::path> FileBeside(const fs::path& sidecar, const std::string& file) {
+  if (file.empty() || file == "." || file == ".." || file.find('/') != std::string::npos ||
+      file.find('\\') != std::string::npos) {
+    return Status::Usage("model sidecar " + sidecar.string() + ": 'file' must be the name of a " +
+                         "file beside the sidecar, not '" + file + "'");
+  }
+  return sidecar.parent_path() / file;
+}
+
 Result<ModelSpec> LoadModelSpec(const fs::path& sidecar) {
   std::ifstream in(sidecar);
   if (!in) return Status::NotFound("model sidecar not found: " + sidecar.string());
@@ -138,7 +150,7 @@ Result<ModelSpec> LoadModelSpec(const fs::path& sidecar) {
   ORCHARD_ASSIGN_OR_RETURN(spec.name, Required<std::string>(j, "name", sidecar));
   spec.description = Optional<std::string>(j, "description", "");
   ORCHARD_ASSIGN_OR_RETURN(auto file, Required<std::string>(j, "file", sidecar));
-  spec.file = fs::path(file).is_absolute() ? fs::path(file) : spec.sidecar.parent_path() / file;
+  ORCHARD_ASSIGN_OR_RETURN(spec.file, FileBeside(spec.sidecar, file));
   spec.sha256 = Optional<std::string>(j, "sha256", "");
   ORCHARD_ASSIGN_OR_RETURN(spec.weights, Required<std::string>(j, "weights", sidecar));
   if (spec.weights != "imagenet" && spec.weights != "custom" && spec.weights != "random") {
@@ -158,6 +170,11 @@ Result<ModelSpec> LoadModelSpec(const fs::path& sidecar) {
   ORCHARD_ASSIGN_OR_RETURN(spec.pooling,
                            ParsePooling(Optional<std::string>(feature, "pooling", "avg")));
   spec.gflops_224 = Optional<double>(j, "gflops_224", 0.0);
+  spec.peak_bytes_per_pixel = Optional<double>(j, "peak_bytes_per_pixel", 0.0);
+  if (!(spec.peak_bytes_per_pixel >= 0.0 && spec.peak_bytes_per_pixel < 1e9)) {
+    return Status::InvalidArgument("model sidecar " + sidecar.string() +
+                                   ": 'peak_bytes_per_pixel' must be a number of bytes >= 0");
+  }
   const json variants = Optional<json>(j, "variants", json::object());
   if (!variants.is_object()) {
     return Status::InvalidArgument("model sidecar " + sidecar.string() +
@@ -167,8 +184,7 @@ Result<ModelSpec> LoadModelSpec(const fs::path& sidecar) {
     ORCHARD_RETURN_NOT_OK(ParsePrecision(precision).status());
     ORCHARD_ASSIGN_OR_RETURN(auto variant_file, Required<std::string>(entry, "file", sidecar));
     ModelVariant variant;
-    variant.file = fs::path(variant_file).is_absolute() ? fs::path(variant_file)
-                                                        : spec.sidecar.parent_path() / variant_file;
+    ORCHARD_ASSIGN_OR_RETURN(variant.file, FileBeside(spec.sidecar, variant_file));
     variant.sha256 = Optional<std::string>(entry, "sha256", "");
     variant.description = Optional<std::string>(entry, "description", "");
     spec.variants.emplace(precision, std::move(variant));
@@ -218,7 +234,13 @@ Result<ModelSpec> ResolveModel(const std::string& name_or_path,
                               " (it declares input size, preprocessing and feature layer; see "
                               "docs/models.md)");
     }
-    return LoadModelSpec(sidecar);
+    ORCHARD_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(sidecar));
+    if (spec.file.filename() != path.filename()) {
+      return Status::Usage("model sidecar " + sidecar.string() + " describes " +
+                           spec.file.filename().string() + ", not " + path.filename().string() +
+                           ": refusing to run another model than the one named");
+    }
+    return spec;
   }
   for (const fs::path& dir : search_path) {
     const fs::path sidecar = dir / (name_or_path + ".json");

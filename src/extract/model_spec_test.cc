@@ -49,5 +49,46 @@ TEST(ModelSpec, VariantsAreValidated) {
   EXPECT_EQ(spec->variants.at("int8").sha256, "ab");
 }
 
+// A sidecar whose 'file' points out of its folder would run another model than the one the
+// user named or copied: refused, for the main file and for variants.
+TEST(ModelSpec, SidecarFileMustBeBesideIt) {
+  testing::ScratchDir dir;
+  std::ifstream in(testing::SourceDir() / "models/mobilenet_v2.json");
+  const nlohmann::json original = nlohmann::json::parse(in);
+  for (const std::string file : {"/etc/passwd", "../other.onnx", "sub/m.onnx", "..", ""}) {
+    nlohmann::json sidecar = original;
+    sidecar["file"] = file;
+    std::ofstream(dir.path() / "m.json") << sidecar.dump(2);
+    auto spec = LoadModelSpec(dir.path() / "m.json");
+    ASSERT_FALSE(spec.ok()) << file;
+    EXPECT_TRUE(spec.status().is_usage_error()) << spec.status().ToString();
+    EXPECT_NE(spec.status().message().find("beside the sidecar"), std::string::npos);
+  }
+  nlohmann::json variant = original;
+  variant["variants"]["int8"]["file"] = "/tmp/q.onnx";
+  std::ofstream(dir.path() / "m.json") << variant.dump(2);
+  EXPECT_FALSE(LoadModelSpec(dir.path() / "m.json").ok());
+}
+
+// `--model x.onnx` runs x.onnx: a sidecar x.json that describes y.onnx is refused.
+TEST(ModelSpec, NamedOnnxFileIsTheOneThatRuns) {
+  testing::ScratchDir dir;
+  std::ifstream in(testing::SourceDir() / "models/mobilenet_v2.json");
+  nlohmann::json sidecar = nlohmann::json::parse(in);
+  sidecar["file"] = "y.onnx";
+  std::ofstream(dir.path() / "x.json") << sidecar.dump(2);
+  std::ofstream(dir.path() / "x.onnx") << "not used";
+  auto spec = ResolveModel((dir.path() / "x.onnx").string(), {});
+  ASSERT_FALSE(spec.ok());
+  EXPECT_TRUE(spec.status().is_usage_error());
+  EXPECT_NE(spec.status().message().find("describes y.onnx, not x.onnx"), std::string::npos)
+      << spec.status().message();
+  sidecar["file"] = "x.onnx";
+  std::ofstream(dir.path() / "x.json") << sidecar.dump(2);
+  auto same = ResolveModel((dir.path() / "x.onnx").string(), {});
+  ASSERT_TRUE(same.ok()) << same.status().ToString();
+  EXPECT_EQ(same->file, dir.path() / "x.onnx");
+}
+
 }  // namespace
 }  // namespace orchard

@@ -59,7 +59,7 @@ Result<std::string> RunLocations::LocalModel(const std::string& model) {
   if (fs::path(sidecar_key).extension() == ".onnx") {
     sidecar_key = sidecar_key.substr(0, sidecar_key.size() - 5) + ".json";
   } else if (fs::path(sidecar_key).extension() != ".json") {
-    return Status::InvalidArgument("an s3:// model must name its .onnx or .json file: " + model);
+    return Status::Usage("an s3:// model must name its .onnx or .json file: " + model);
   }
   const fs::path local = work_dir_ / "model";
   fs::create_directories(local);

@@ -77,7 +77,7 @@ Result<OutputState> PrepareOutput(Storage& output, const std::string& location,
   // The lock file alone does not make an output non-empty.
   const bool has_lock_file = std::erase(keys, kLockKey) > 0;
   if (mode == OutputMode::kUpdate && !state.has_store) {
-    return Status::InvalidArgument("nothing to update in " + location +
+    return Status::Usage("nothing to update in " + location +
                                    ": it holds no descriptor store (" + kStoreFolder +
                                    "store.json); make it with a run first");
   }
@@ -88,7 +88,7 @@ Result<OutputState> PrepareOutput(Storage& output, const std::string& location,
     for (const std::string& key : keys) {
       if (key == "manifest.json") example = key;
     }
-    return Status::InvalidArgument(
+    return Status::Usage(
         "output " + location + " is not empty (it holds " + example +
         (keys.size() > 1 ? " and " + std::to_string(keys.size() - 1) + " other files" : "") +
         "); nothing was changed. Pass " + plan.Name("resume") +

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -21,6 +22,7 @@
 #include "pipeline/featurize_stage.h"
 #include "pipeline/locations.h"
 #include "pipeline/manifest.h"
+#include "pipeline/memory_budget.h"
 #include "pipeline/output_guard.h"
 #include "pipeline/result_walk.h"
 #include "pipeline/spill.h"
@@ -164,9 +166,9 @@ Result<std::vector<std::string>> KeysToSkip(const PipelineOptions& options,
       return Status::OK();
     }
     if (prefix.empty()) {
-      return Status::InvalidArgument(std::string("the ") + what + " " + inner +
-                                     " is the input folder: choose a folder outside it, or a "
-                                     "subfolder (which the listing then leaves out)");
+      return Status::Usage(std::string("the ") + what + " " + inner +
+                           " is the input folder: choose a folder outside it, or a "
+                           "subfolder (which the listing then leaves out)");
     }
     skip.push_back(prefix);
     return Status::OK();
@@ -268,13 +270,25 @@ Result<std::unique_ptr<RunSetup>> SetUp(const RunPlan& plan,
   if (loaded.spec.random_weights()) warn(RandomWeightsWarning(loaded.spec));
   for (const std::string& warning : loaded.warnings) warn(warning);
   setup->dim = loaded.extractor->dim();
+  ORCHARD_RETURN_NOT_OK(CheckInferenceMemory(loaded, options.batch, setup->threads,
+                                             UsableMemoryBytes(), plan.Name("batch"),
+                                             plan.Name("size")));
+  if (options.backend == "opencv-dnn" &&
+      double(TensorElements(loaded.preprocess)) * options.batch > double(INT32_MAX)) {
+    return Status::Usage("opencv-dnn indexes a batch with 32-bit integers: " + plan.Name("batch") +
+                         " " + std::to_string(options.batch) + " at " +
+                         std::to_string(loaded.preprocess.width) + "x" +
+                         std::to_string(loaded.preprocess.height) + " is too large for it; lower " +
+                         plan.Name("batch") + " or use the onnxruntime backend");
+  }
   if (options.pca_components > setup->dim) {
-    return Status::InvalidArgument(
-        plan.Name("pca_components") + " " + std::to_string(options.pca_components) +
-        " is more than the descriptor dimension " + std::to_string(setup->dim));
+    return Status::Usage(plan.Name("pca_components") + " " +
+                         std::to_string(options.pca_components) +
+                         " is more than the descriptor dimension " + std::to_string(setup->dim));
   }
   if (setup->dim > options.max_pca_dim) {  // the accumulator's own message says what to do
-    ORCHARD_RETURN_NOT_OK(PcaAccumulator::Create(setup->dim, options.max_pca_dim).status());
+    const Status too_large = PcaAccumulator::Create(setup->dim, options.max_pca_dim).status();
+    if (!too_large.ok()) return Status::Usage(too_large.message());
   }
   setup->manifest->SetModelLoaded(setup->dim, loaded.extractor->feature_shape(),
                                   loaded.extractor_options, SecondsSince(setup_start));
@@ -289,7 +303,7 @@ Result<std::unique_ptr<RunSetup>> SetUp(const RunPlan& plan,
     if (!differences.empty()) {
       std::string list;
       for (const std::string& d : differences) list += "\n  " + d;
-      return Status::InvalidArgument(
+      return Status::Usage(
           "the descriptors stored in " + options.output +
           " were made with other settings, and mixing them would be wrong:" + list +
           "\nRun with the same model and options, or pass " + plan.Name("overwrite") +

@@ -34,7 +34,7 @@ std::string OptionName(std::string_view name, OptionStyle style) {
 Status ValidatePipelineOptions(const PipelineOptions& o, OptionStyle style) {
   auto name = [&](std::string_view option) { return OptionName(option, style); };
   auto invalid = [&](std::string_view option, const std::string& rule) {
-    return Status::InvalidArgument(name(option) + " " + rule);
+    return Status::Usage(name(option) + " " + rule);
   };
   if (o.input.empty()) return invalid("input", "is required");
   if (o.output.empty()) return invalid("output", "is required");
@@ -45,11 +45,14 @@ Status ValidatePipelineOptions(const PipelineOptions& o, OptionStyle style) {
     if (!IsS3Url(value)) continue;
     if (auto url = ParseS3Url(value); !url.ok()) return invalid(option, url.status().message());
   }
+  if (IsS3Url(o.model) && !o.model.ends_with(".onnx") && !o.model.ends_with(".json")) {
+    return invalid("model", "in S3 must name its .onnx file or its .json sidecar: " + o.model);
+  }
   // Every range check is written so that NaN fails it (a comparison with NaN is false), and
   // doubles must be finite besides.
   if (o.pca_components != 0 && o.pca_variance != 0.0) {
-    return Status::InvalidArgument("give either " + name("pca_components") + " or " +
-                                   name("pca_variance") + ", not both");
+    return Status::Usage("give either " + name("pca_components") + " or " + name("pca_variance") +
+                         ", not both");
   }
   if (!(o.pca_components >= 0)) return invalid("pca_components", "must be positive");
   // 0 means "not given" (the default variance applies).
@@ -64,18 +67,18 @@ Status ValidatePipelineOptions(const PipelineOptions& o, OptionStyle style) {
     return invalid("parallel_runs", "must be in 0..1024");
   }
   if (!(o.size >= 0 && o.size <= 4096)) return invalid("size", "must be in 1..4096");
-  if (!(o.limit >= 0)) return invalid("limit", "must be positive");
+  if (!(o.limit >= 0)) return invalid("limit", "must be 0 (all) or more");
   if (!(o.max_pixels > 0)) return invalid("max_pixels", "must be positive");
   if (!(o.commit_images >= 1)) return invalid("commit_images", "must be positive");
   if (!(std::isfinite(o.commit_seconds) && o.commit_seconds > 0.0)) {
-    return invalid("commit_seconds", "must be positive");
+    return invalid("commit_seconds", "must be a positive, finite number of seconds");
   }
   if (!o.manifest_extra.empty()) {
     const auto extra = nlohmann::json::parse(o.manifest_extra, nullptr, false);
     if (!extra.is_object()) return invalid("manifest_extra", "must be a JSON object");
   }
   for (const auto& sink : o.extra_sinks) {
-    if (!sink) return Status::InvalidArgument("an extra sink is null");
+    if (!sink) return Status::Usage("an extra sink is null");
   }
   return Status::OK();
 }

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "reduce/pca_internal.h"
+#include "util/human_bytes.h"
 
 namespace orchard {
 
@@ -158,11 +159,11 @@ std::string FormatDouble(const char* format, double v) {
 }
 
 Status DimTooLarge(int64_t dim, int64_t max_dim) {
-  const double gib = static_cast<double>(dim) * static_cast<double>(dim) * 8.0 / (1 << 30);
+  const double bytes = static_cast<double>(dim) * static_cast<double>(dim) * 8.0;
   return Status::ResourceExhausted(
-      "descriptor dimension " + std::to_string(dim) + " needs a " + FormatDouble("%.1f", gib) +
-      " GiB co-moment matrix for exact PCA (limit: " + std::to_string(max_dim) +
-      " dims); use --pooling avg or max, or a smaller --size");
+      "descriptor dimension " + std::to_string(dim) + " needs a " + HumanBytes(bytes) +
+      " co-moment matrix for exact PCA, over the limit of " + std::to_string(max_dim) +
+      " dims (--max-pca-dim); use --pooling avg or max, a smaller --size, or raise the limit");
 }
 
 Status OutOfMemory(const std::string& what) {

@@ -719,9 +719,13 @@ TEST(PcaAccumulatorTest, CreateErrors) {
   const auto vgg = PcaAccumulator::Create(25088);
   ASSERT_EQ(vgg.status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(vgg.status().message(),
-            "descriptor dimension 25088 needs a 4.7 GiB co-moment matrix for exact PCA (limit: "
-            "8192 dims); use --pooling avg or max, or a smaller --size");
+            "descriptor dimension 25088 needs a 4.69 GiB co-moment matrix for exact PCA, over "
+            "the limit of 8192 dims (--max-pca-dim); use --pooling avg or max, a smaller --size, "
+            "or raise the limit");
   EXPECT_EQ(PcaAccumulator::Create(100, 50).status().code(), StatusCode::kResourceExhausted);
+  // A small matrix is not "0.0 GiB".
+  EXPECT_NE(PcaAccumulator::Create(1280, 100).status().message().find("needs a 12.5 MiB"),
+            std::string::npos);
   EXPECT_TRUE(PcaAccumulator::Create(50, 50).ok());
 }
 

@@ -33,7 +33,9 @@ std::string Status::ToString() const {
 
 Status Status::WithContext(const std::string& context) const {
   if (ok()) return *this;
-  return Status(code_, context + ": " + message_);
+  Status out(code_, context + ": " + message_);
+  out.usage_ = usage_;
+  return out;
 }
 
 }  // namespace orchard

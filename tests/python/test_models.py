@@ -45,7 +45,7 @@ KNOWN_ANSWERS = {
 }
 SIDECAR_KEYS = [
     "name", "description", "file", "sha256", "weights", "weights_source", "license",
-    "input", "preprocess", "feature", "gflops_224",
+    "input", "preprocess", "feature", "gflops_224", "peak_bytes_per_pixel",
 ]
 FRUITS_PER_CLASS = 1
 
@@ -270,6 +270,9 @@ def test_mobilenet_sidecar_describes_the_file() -> None:
     assert list(sidecar) == SIDECAR_KEYS + ["variants"]
     assert list(sidecar["variants"]) == ["int8"]
     assert sidecar["sha256"] == convert_tflite.sha256_file(MODELS_DIR / sidecar["file"])
+    # What the engine's memory check uses (src/pipeline/memory_budget.cc) is the graph's.
+    assert sidecar["peak_bytes_per_pixel"] == convert_tflite.onnx_peak_bytes_per_pixel(
+        onnx.load(str(MODELS_DIR / sidecar["file"])))
     assert sidecar["weights"] == "imagenet"
     assert convert_tflite.sha256_file(MOBILENET_TFLITE) in sidecar["weights_source"]
     assert sidecar["input"] == {"name": "input", "width": 224, "height": 224, "resizable": True}

@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -8,6 +9,32 @@
 #include "progress.h"
 
 namespace orchard::cli {
+namespace {
+
+// CLI11's PositiveNumber and NonNegativeNumber print their range up to DBL_MAX (309 digits)
+// and accept "inf"; these say the rule in words and want a finite number.
+CLI::Validator NumberAtLeast(double low, bool inclusive, const std::string& rule) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double value = 0;
+        const bool parsed = CLI::detail::lexical_cast(text, value);
+        if (parsed && std::isfinite(value) && (inclusive ? value >= low : value > low)) return {};
+        return "must be " + rule + ", not '" + text + "'";
+      },
+      inclusive ? "NONNEGATIVE" : "POSITIVE");
+}
+const CLI::Validator kPositive = NumberAtLeast(0, false, "a positive number");
+const CLI::Validator kNonNegative = NumberAtLeast(0, true, "0 or a positive number");
+// A share of variance: CLI::Range(1e-9, 1) would print its lower bound as "0.000000".
+const CLI::Validator kShare(
+    [](std::string& text) -> std::string {
+      double value = 0;
+      if (CLI::detail::lexical_cast(text, value) && value > 0 && value <= 1) return {};
+      return "must be more than 0 and at most 1, not '" + text + "'";
+    },
+    "(0, 1]");
+
+}  // namespace
 
 void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags, bool is_update) {
   run.add_option("--input,-i", options.input,
@@ -41,10 +68,10 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags, bool 
       ->check(CLI::IsMember({"flatten", "avg", "max"}));
   auto* components =
       run.add_option("--pca-components", options.pca_components, "Keep K principal components")
-          ->check(CLI::PositiveNumber);
+          ->check(kPositive);
   run.add_option("--pca-variance", options.pca_variance,
                  "Keep the fewest components explaining this share of variance (default 0.95)")
-      ->check(CLI::Range(1e-9, 1.0))
+      ->check(kShare)
       ->excludes(components);
   run.add_option("--batch", options.batch, "Images per inference batch")
       ->capture_default_str()
@@ -59,14 +86,14 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags, bool 
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   run.add_option("--limit", options.limit, "Process only the first N images (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   run.add_flag("--save-raw", options.save_raw, "Also write raw.npy: descriptors before PCA");
   run.add_flag("--fail-on-error", flags.fail_on_error,
                "Exit 1 if any image failed (they are in errors.csv either way)");
   run.add_option("--max-pixels", options.max_pixels,
                  "Refuse images with more pixels than this (decompression bombs)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   run.add_option("--jpeg-dct-scaling", options.jpeg_dct_scaling,
                  "Decode JPEGs at least twice the model's input size scaled down by 1/2, 1/4 "
                  "or 1/8 in the DCT domain (faster; descriptors change slightly): true/false")
@@ -74,7 +101,7 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags, bool 
   run.add_option("--max-pca-dim", options.max_pca_dim,
                  "Largest descriptor dimension for exact PCA (memory: d*d*8 bytes)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   run.add_option("--work-dir", options.work_dir,
                  "Folder for temporary spill files (default: system temp)");
   run.add_flag("--quiet,-q", flags.quiet, "No progress output");
@@ -89,11 +116,11 @@ void AddRunFlags(CLI::App& run, PipelineOptions& options, RunFlags& flags, bool 
   run.add_option("--commit-images", options.commit_images,
                  "Commit descriptors to the output's store at least every N images")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   run.add_option("--commit-seconds", options.commit_seconds,
                  "... or at least this often (the most work a crash can lose)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
 }
 
 bool S3OptionsFor(const std::string& s3_endpoint, S3Options* options) {
@@ -158,7 +185,7 @@ int RunCommand(PipelineOptions& options, const RunFlags& flags) {
   }
   if (!summary.ok()) {
     std::fprintf(stderr, "orchard: %s\n", summary.status().message().c_str());
-    return 1;
+    return summary.status().is_usage_error() ? 2 : 1;
   }
   std::fprintf(stderr,
                "orchard: %lld images -> %lld x %lld matrix (PCA from %lld dims, %.1f%% of "

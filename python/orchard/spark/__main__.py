@@ -180,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                           source=args.source, num_partitions=args.partitions,
                           read_threads=args.read_threads, parquet=not args.no_parquet,
                           options=options)
+    except orchard.UsageError as exc:  # found by the run itself, e.g. a non-empty output
+        print(f"orchard.spark: {exc}", file=sys.stderr)
+        return 2
     except (orchard.OrchardError, OSError) as exc:
         print(f"orchard.spark: {exc}", file=sys.stderr)
         return 1
