@@ -39,6 +39,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -403,11 +404,25 @@ std::vector<Result<std::vector<uint8_t>>> ReadAll(Storage& storage,
   std::vector<Result<std::vector<uint8_t>>> results(keys.size(), Status::Internal("not read"));
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i = next++; i < keys.size(); i = next++) results[i] = storage.Read(keys[i]);
+    for (size_t i = next++; i < keys.size(); i = next++) {
+      try {  // an exception must not leave the thread: it would end the Python process
+        results[i] = storage.Read(keys[i]);
+      } catch (const std::bad_alloc&) {
+        results[i] = Status::ResourceExhausted("out of memory reading " + keys[i]);
+      } catch (const std::exception& e) {
+        results[i] = Status::Internal("reading " + keys[i] + ": " + e.what());
+      }
+    }
   };
   const int n = std::min<int>(threads, static_cast<int>(std::max<size_t>(keys.size(), 1)));
   std::vector<std::thread> pool;
-  for (int t = 1; t < n; ++t) pool.emplace_back(work);
+  for (int t = 1; t < n; ++t) {
+    try {
+      pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // fewer threads: this one reads what is left
+    }
+  }
   work();
   for (auto& t : pool) t.join();
   return results;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
@@ -10,6 +11,7 @@
 #include <stdexcept>
 
 #include "orchard/csv.h"
+#include "orchard/extractor.h"
 
 namespace orchard::testing {
 
@@ -93,6 +95,41 @@ void MakeFruitsInput(const std::filesystem::path& dir, int per_class, bool broke
   cv::Mat gray16(30, 40, CV_16UC1, cv::Scalar(40000));
   cv::imencode(".png", gray16, png);
   WriteFileBytes(dir / "odd/gray16.PNG", png);
+}
+
+namespace {
+
+// Calls to Extract() since ThrowingBackend() was last called, over all its extractors (a
+// backend may make one extractor per concurrent run).
+std::atomic<int> g_throwing_calls{0};
+
+class ThrowsOnSecondCall : public FeatureExtractor {
+ public:
+  explicit ThrowsOnSecondCall(std::unique_ptr<FeatureExtractor> real) : real_(std::move(real)) {}
+  int64_t dim() const override { return real_->dim(); }
+  std::vector<int> feature_shape() const override { return real_->feature_shape(); }
+  Status Extract(int n, const float* batch, float* out) override {
+    if (++g_throwing_calls == 2) throw std::runtime_error("library failure inside a worker thread");
+    return real_->Extract(n, batch, out);
+  }
+
+ private:
+  std::unique_ptr<FeatureExtractor> real_;
+};
+
+}  // namespace
+
+std::string ThrowingBackend() {
+  static const Status registered = RegisterExtractorBackend(
+      "throws-once",
+      [](const ModelSpec& spec,
+         const ExtractorOptions& options) -> Result<std::unique_ptr<FeatureExtractor>> {
+        ORCHARD_ASSIGN_OR_RETURN(auto real, CreateExtractor(kDefaultBackend, spec, options));
+        return std::unique_ptr<FeatureExtractor>(new ThrowsOnSecondCall(std::move(real)));
+      });
+  EXPECT_TRUE(registered.ok()) << registered.ToString();
+  g_throwing_calls = 0;
+  return "throws-once";
 }
 
 }  // namespace orchard::testing

@@ -28,6 +28,12 @@ void MakeFruitsInput(const std::filesystem::path& dir, int per_class, bool broke
 // Parses an RFC 4180 CSV file (quoted fields, doubled quotes, line breaks inside quotes).
 std::vector<std::vector<std::string>> ReadCsv(const std::filesystem::path& path);
 
+// The name of an extractor backend, registered on first call, that runs the default backend
+// but throws std::runtime_error("library failure inside a worker thread") on the second
+// Extract() call after this function returns (counted over all its extractors), as a library
+// might (OpenCV's cv::Exception, bad_alloc).
+std::string ThrowingBackend();
+
 // A fresh directory under the system temp dir, removed with its contents on destruction.
 class ScratchDir {
  public:

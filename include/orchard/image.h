@@ -83,4 +83,15 @@ struct DecodeOptions {
 //   file name (callers add it with Status::WithContext).
 Result<Image> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& options = {});
 
+// The largest file an image within `max_pixels` can be: 8 bytes a pixel (16-bit RGBA PNG, the
+// least compact of the supported formats, stored uncompressed) plus 64 MiB of metadata.
+uint64_t MaxEncodedBytes(uint64_t max_pixels);
+
+// What DecodeImage would refuse, decided from the first bytes of a file of `total_size` bytes
+// before the rest is read: a size over MaxEncodedBytes, an unknown format, a header over
+// max_pixels. OK when `prefix` is too short to tell (say, a JPEG whose frame header comes after
+// large metadata): the decode of the whole file checks again.
+Status CheckImagePrefix(std::span<const uint8_t> prefix, uint64_t total_size,
+                        const DecodeOptions& options);
+
 }  // namespace orchard

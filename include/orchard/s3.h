@@ -133,7 +133,9 @@ struct S3Options {
   int upload_concurrency = 4;
   // GetObject/Read refuse larger objects (kResourceExhausted) instead of filling memory.
   uint64_t max_object_bytes = 2ull << 30;
-  // A CA bundle file for TLS ($AWS_CA_BUNDLE); "" = the system's.
+  // A CA bundle file for TLS ($AWS_CA_BUNDLE); an error when it does not exist. "" = the
+  // first of $SSL_CERT_FILE, $SSL_CERT_DIR (a folder) and the system bundle of Debian,
+  // Red Hat / Amazon Linux, SUSE or Alpine that exists, else libcurl's default.
   std::string ca_bundle;
   // When set (Ctrl-C), requests stop within about a second, even a stalled transfer or a
   // retry's back-off, and fail with kCancelled. Not owned; must outlive the client.
@@ -167,6 +169,17 @@ class S3Client {
   // Creates or replaces the object; multipart at or above multipart_threshold. The object
   // appears whole or not at all: a failed multipart upload is aborted.
   Status PutObject(const S3Url& url, std::string_view bytes);
+  // Creates the object only if no object has that key: true if this call created it,
+  // false if one existed (another writer won). A single PUT with "If-None-Match: *" (S3
+  // honours it since August 2024: 412 PreconditionFailed means the key exists; a 409
+  // ConditionalRequestConflict is retried once, then counts as lost), preceded by a HEAD
+  // and followed by a GET that compares the stored bytes with `bytes`: on a store that
+  // ignores the header, the HEAD keeps an existing object from being overwritten and the
+  // GET tells which of two racing writers' bytes are there. Put a unique token (a random
+  // nonce, a run id) in `bytes`: two writers with identical bytes cannot be told apart. At
+  // most 5 GiB. On stores that ignore If-None-Match, writers racing within one request's
+  // time may both see true (see docs/s3.md).
+  Result<bool> PutObjectIfAbsent(const S3Url& url, std::string_view bytes);
   // Uploads a local file like PutObject, reading it in parts (memory stays bounded).
   Status UploadFile(const std::string& local_path, const S3Url& url);
   // Writes the object to a local file, atomically (a temporary name renamed when complete),

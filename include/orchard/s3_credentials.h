@@ -51,8 +51,10 @@ std::shared_ptr<CredentialsProvider> MakeEnvironmentCredentialsProvider();
 // `aws_secret_access_key` and `aws_session_token` of the profile in
 // $AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials, sections "[name]"), then in
 // $AWS_CONFIG_FILE (default ~/.aws/config, sections "[profile name]" or "[default]").
-// `profile` "" means $AWS_PROFILE, else "default". kNotFound when the profile has no keys;
-// kUnsupported when it only names a role, SSO or a credential_process.
+// `profile` "" means $AWS_PROFILE, else "default". A profile with `role_arn` (and
+// `source_profile` or `credential_source`) is assumed through STS AssumeRole, signed with
+// the source's keys (docs/s3.md). kNotFound when the profile has no keys; kUnsupported,
+// naming the key, for MFA, SSO, web-identity and credential_process profiles.
 std::shared_ptr<CredentialsProvider> MakeProfileCredentialsProvider(std::string profile = "");
 
 // The instance role of an EC2/EMR host through IMDSv2: PUT /latest/api/token, then

@@ -39,8 +39,8 @@ class [[nodiscard]] Status {
   // An invalid argument that makes the command unusable as written (an option out of range
   // for this model, an output that needs --resume or --overwrite): the CLI exits 2 for it,
   // where a failure of the run itself exits 1. Same code as InvalidArgument otherwise.
-  static Status Usage(std::string m) {
-    Status s(StatusCode::kInvalidArgument, std::move(m));
+  static Status Usage(std::string m, StatusCode code = StatusCode::kInvalidArgument) {
+    Status s(code, std::move(m));
     s.usage_ = true;
     return s;
   }

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,15 @@ class Storage {
   // Reads one whole object. A missing key is kNotFound; a permission problem is kIOError.
   virtual Result<std::vector<uint8_t>> Read(const std::string& key) = 0;
 
+  // Checks the object's first bytes (up to `prefix_bytes`) and total size with `check`
+  // before reading the rest, and returns check's error without reading further: a 3 GB file
+  // named .jpg, or a header declaring a gigapixel image, costs one small read. Local files
+  // read the prefix first; elsewhere (S3: one GET, capped by its max_object_bytes) the default
+  // reads the whole object and checks it before returning it.
+  using PrefixCheck = std::function<Status(std::span<const uint8_t> prefix, uint64_t size)>;
+  virtual Result<std::vector<uint8_t>> ReadChecked(const std::string& key, size_t prefix_bytes,
+                                                   const PrefixCheck& check);
+
   // A human-readable location for messages, e.g. "/data/fruits/Training/Apple/1.jpg".
   virtual std::string Describe(const std::string& key) const = 0;
 
@@ -52,6 +62,14 @@ class Storage {
   // never a part, and a crash leaves no partial object under `key`. Durable when it returns
   // (local files are fsync'ed with their folder). Parent folders are created as needed.
   virtual Status Write(const std::string& key, std::string_view bytes);
+  // Creates `key` with `bytes` only if no object has that key, atomically with respect to
+  // other CreateIfAbsent calls (for a lock or an "output taken" marker): true if this call
+  // created it, false if the key already existed (another writer won). Like Write(), a
+  // reader never sees a partial object. Callers should put a unique token in `bytes` (S3
+  // compares the stored bytes to tell racing writers apart). kUnsupported by default
+  // (read-only storages). Local: a temporary file hard-linked to the key (link(2) fails if
+  // it exists). Memory: under the lock. S3: see S3Client::PutObjectIfAbsent.
+  virtual Result<bool> CreateIfAbsent(const std::string& key, std::string_view bytes);
   // Removes `key`; a missing key is not an error (S3 semantics).
   virtual Status Delete(const std::string& key);
   // The local file holding `key` when the storage is a local folder (for streaming reads of
@@ -74,6 +92,7 @@ class MemoryStorage : public Storage {
   Result<std::vector<uint8_t>> Read(const std::string& key) override;
   std::string Describe(const std::string& key) const override { return "memory:" + key; }
   Status Write(const std::string& key, std::string_view bytes) override;
+  Result<bool> CreateIfAbsent(const std::string& key, std::string_view bytes) override;
   Status Delete(const std::string& key) override;
 
  private:

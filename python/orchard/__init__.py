@@ -40,6 +40,7 @@ from ._orchard import (
     Storage,
     StorageError,
     UnsupportedError,
+    UsageError,
     build_info,
     check_writable,
     has_image_extension,
@@ -56,6 +57,7 @@ __all__ = [
     "__version__",
     "OrchardError",
     "InvalidArgumentError",
+    "UsageError",
     "NotFoundError",
     "StorageError",
     "CorruptDataError",
@@ -100,11 +102,18 @@ if os.path.isdir(_PACKAGE_MODELS):
 
 
 def _onnxruntime_library() -> Optional[str]:
-    """libonnxruntime.so from the installed onnxruntime package (a dependency), found without
-    importing it: importing would load a second copy of ONNX Runtime into the process."""
+    """The libonnxruntime.so for the core: the copy the package bundles (the manylinux wheel
+    of deploy/build-wheel ships one in orchard/_onnxruntime/ and does not depend on the
+    onnxruntime package), else the one of the installed onnxruntime package (a dependency of
+    a wheel built from source), found without importing it: importing would load a second
+    copy of ONNX Runtime into the process."""
     import glob
     import importlib.util
 
+    bundled = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                            "_onnxruntime", "libonnxruntime.so*")))
+    if bundled:
+        return bundled[-1]
     spec = importlib.util.find_spec("onnxruntime")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -115,7 +124,7 @@ def _onnxruntime_library() -> Optional[str]:
     return None
 
 
-# $ORCHARD_ONNXRUNTIME_LIB, when set, wins over the package's copy (the core reads it).
+# $ORCHARD_ONNXRUNTIME_LIB, when set, wins over both copies (the core reads it).
 if not os.environ.get("ORCHARD_ONNXRUNTIME_LIB"):
     _ort_library = _onnxruntime_library()
     if _ort_library:

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <system_error>
 #include <thread>
 #include <tuple>
 
 #include "orchard/cpu.h"
 #include "orchard/preprocess.h"
+#include "util/catch_all.h"
 
 namespace orchard {
 
@@ -87,18 +89,26 @@ Result<LoadedModel> LoadModel(const FeaturizerOptions& options) {
 
 Status ExtractWithLayout(const LoadedModel& model, int n, const float* batch, float* out) {
   const int chunks = std::clamp(model.layout.runs, 1, std::max(n, 1));
-  if (chunks == 1) return model.extractor->Extract(n, batch, out);
+  if (chunks == 1)
+    return CatchAll("inference", [&] { return model.extractor->Extract(n, batch, out); });
   const size_t elements = TensorElements(model.preprocess);
   const auto dim = static_cast<size_t>(model.extractor->dim());
   std::vector<Status> status(static_cast<size_t>(chunks));
   auto run_chunk = [&](int c) {
     const int begin = n * c / chunks, end = n * (c + 1) / chunks;
-    status[static_cast<size_t>(c)] =
-        model.extractor->Extract(end - begin, batch + elements * static_cast<size_t>(begin),
-                                 out + dim * static_cast<size_t>(begin));
+    status[static_cast<size_t>(c)] = CatchAll("inference", [&] {
+      return model.extractor->Extract(end - begin, batch + elements * static_cast<size_t>(begin),
+                                      out + dim * static_cast<size_t>(begin));
+    });
   };
   std::vector<std::thread> threads;
-  for (int c = 1; c < chunks; ++c) threads.emplace_back(run_chunk, c);
+  for (int c = 1; c < chunks; ++c) {
+    try {
+      threads.emplace_back(run_chunk, c);
+    } catch (const std::system_error&) {
+      run_chunk(c);  // no thread to be had: this one runs the chunk
+    }
+  }
   run_chunk(0);
   for (auto& t : threads) t.join();
   for (const Status& s : status) ORCHARD_RETURN_NOT_OK(s);
@@ -120,20 +130,26 @@ Result<FeaturizeResult> Featurizer::Featurize(const std::vector<std::span<const 
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next++; i < n; i = next++) {
-      auto image = DecodeImage(images[i], decode);
-      if (!image.ok()) {
-        status[i] = image.status();
-        stage[i] = "decode";
-        continue;
-      }
-      status[i] = Preprocess(*image, model_.preprocess, tensor.data() + elements * i);
-      stage[i] = "preprocess";
+      // A library that throws (OpenCV, an allocation) fails the image, not the process.
+      stage[i] = "decode";
+      status[i] = CatchAll("decode", [&] {
+        auto image = DecodeImage(images[i], decode);
+        if (!image.ok()) return image.status();
+        stage[i] = "preprocess";
+        return Preprocess(*image, model_.preprocess, tensor.data() + elements * i);
+      });
     }
   };
   const int threads =
       std::min<int>(EffectiveThreads(options_.threads), static_cast<int>(std::max<size_t>(n, 1)));
   std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  for (int t = 1; t < threads; ++t) {
+    try {
+      pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // fewer threads: the calling one takes what is left
+    }
+  }
   work();
   for (auto& t : pool) t.join();
 

@@ -44,5 +44,28 @@ TEST(Featurizer, EmptyBatchAndUnknownModel) {
   EXPECT_EQ(Featurizer::Create(bad).status().code(), StatusCode::kNotFound);
 }
 
+// A backend that throws (as OpenCV or an allocation may) fails the batch's images as extract
+// errors: the caller (a Python interpreter, a Spark executor) gets errors, not an exception.
+TEST(Featurizer, AnExceptionInInferenceBecomesErrors) {
+  FeaturizerOptions options;
+  options.backend = testing::ThrowingBackend();
+  options.threads = 2;
+  auto featurizer = Featurizer::Create(options);
+  ASSERT_TRUE(featurizer.ok()) << featurizer.status().ToString();
+  const auto jpeg =
+      testing::ReadFileBytes(testing::FruitsMiniDir() / "Training" / "Cherry 3" / "r0_0.jpg");
+  const std::vector<std::span<const uint8_t>> images(4, std::span<const uint8_t>(jpeg));
+  auto first = (*featurizer)->Featurize(images);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_TRUE(first->errors.empty());
+  auto second = (*featurizer)->Featurize(images);  // the call that throws
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  ASSERT_EQ(second->errors.size(), 4u);
+  EXPECT_EQ(second->errors[0].stage, "extract");
+  EXPECT_NE(second->errors[0].message.find("library failure inside a worker thread"),
+            std::string::npos)
+      << second->errors[0].message;
+}
+
 }  // namespace
 }  // namespace orchard

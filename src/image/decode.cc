@@ -281,4 +281,42 @@ Result<Image> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& o
                              DescribeLeadingBytes(bytes));
 }
 
+uint64_t MaxEncodedBytes(uint64_t max_pixels) {
+  constexpr uint64_t kMetadata = uint64_t{64} << 20;
+  if (max_pixels > (UINT64_MAX - kMetadata) / 8) return UINT64_MAX;
+  return max_pixels * 8 + kMetadata;
+}
+
+Status CheckImagePrefix(std::span<const uint8_t> prefix, uint64_t total_size,
+                        const DecodeOptions& options) {
+  if (total_size == 0) return Status::CorruptData("empty file");
+  if (const uint64_t most = MaxEncodedBytes(options.max_pixels); total_size > most) {
+    return Status::ResourceExhausted("file is " + std::to_string(total_size) +
+                                     " bytes, more than any image within the pixel " + "limit (" +
+                                     std::to_string(options.max_pixels) +
+                                     ", --max-pixels) can be (" + std::to_string(most) + " bytes)");
+  }
+  const ImageFormat format = SniffImageFormat(prefix);
+  if (format == ImageFormat::kUnknown) {
+    if (prefix.size() < 12 && prefix.size() < total_size) return Status::OK();
+    return Status::Unsupported(
+        "not a supported image (JPEG, PNG, WebP, BMP): content starts with " +
+        DescribeLeadingBytes(prefix));
+  }
+  uint64_t width = 0;
+  uint64_t height = 0;
+  if (format == ImageFormat::kJpeg) {
+    auto info = internal::ReadJpegFrameInfo(prefix);
+    if (!info.ok()) return prefix.size() < total_size ? Status::OK() : info.status();
+    width = info->width;
+    height = info->height;
+  } else {
+    auto dims = internal::ReadImageDimensions(format, prefix);
+    if (!dims.ok()) return prefix.size() < total_size ? Status::OK() : dims.status();
+    width = dims->width;
+    height = dims->height;
+  }
+  return CheckPixelLimit(width, height, options.max_pixels);
+}
+
 }  // namespace orchard

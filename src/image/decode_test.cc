@@ -321,6 +321,36 @@ TEST(DecodeImage, JpegOverPixelLimitIsRefusedBeforeDecoding) {
   EXPECT_EQ(over.status().code(), StatusCode::kResourceExhausted);
 }
 
+// What the first bytes condemn is refused before the rest is read; what they cannot tell
+// is left to the decode of the whole file.
+TEST(CheckImagePrefix, RefusesFromTheHeaderAndTheSizeAlone) {
+  Bytes jpeg = EncodeJpegRgb(PatternRgb(16, 16));
+  const DecodeOptions options;
+  EXPECT_TRUE(CheckImagePrefix(jpeg, jpeg.size(), options).ok());
+  // A 16x16 JPEG header in a 3 GB file: no image within the pixel limit is that large.
+  const Status huge = CheckImagePrefix(jpeg, uint64_t{3} << 30, options);
+  EXPECT_EQ(huge.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(huge.message().find("more than any image within the pixel limit"), std::string::npos)
+      << huge.message();
+  EXPECT_EQ(MaxEncodedBytes(89'478'485), uint64_t{89'478'485} * 8 + (uint64_t{64} << 20));
+  EXPECT_EQ(MaxEncodedBytes(UINT64_MAX), UINT64_MAX);
+
+  const size_t sof = FindSofPayload(jpeg);
+  ASSERT_GT(sof, 0u);
+  Bytes giga = jpeg;
+  giga[sof + 1] = 60000 >> 8;
+  giga[sof + 2] = 60000 & 0xff;
+  giga[sof + 3] = 60000 >> 8;
+  giga[sof + 4] = 60000 & 0xff;
+  const std::span<const uint8_t> header(giga.data(), sof + 20);  // the frame header, no data
+  EXPECT_EQ(CheckImagePrefix(header, 100'000'000, options).code(), StatusCode::kResourceExhausted);
+  // The frame header is not in the prefix yet: no verdict.
+  EXPECT_TRUE(CheckImagePrefix(std::span<const uint8_t>(giga.data(), 4), 100'000, options).ok());
+  const Bytes text = {'h', 'e', 'l', 'l', 'o', ' ', 'w', 'o', 'r', 'l', 'd', '!', '!'};
+  EXPECT_EQ(CheckImagePrefix(text, 1'000'000, options).code(), StatusCode::kUnsupported);
+  EXPECT_EQ(CheckImagePrefix({}, 0, options).code(), StatusCode::kCorruptData);
+}
+
 TEST(DecodeImage, JpegProcessesLibjpegCannotDecodeAreUnsupported) {
   const Bytes jpeg = EncodeJpegRgb(PatternRgb(16, 16));
   const size_t sof = FindSofPayload(jpeg);

@@ -10,6 +10,7 @@
 #include "orchard/preprocess.h"
 #include "pipeline/bounded_queue.h"
 #include "pipeline/spill.h"
+#include "util/catch_all.h"
 #include "util/crash_point.h"
 
 namespace orchard {
@@ -137,8 +138,19 @@ class Preparer {
                     std::string* stage) const {
     auto start = Clock::now();
     *stage = "read";
-    auto bytes = storage_.Read(key);
+    // The header is checked before the file is read whole (local files): a huge file or a
+    // gigapixel header is refused after one small read. 256 KiB holds a JPEG's frame header
+    // behind the usual metadata (EXIF, ICC, XMP); where it does not, the decode checks again.
+    constexpr size_t kHeaderBytes = size_t{256} << 10;
+    bool condemned = false;  // by its content: a decode error, reported as such
+    auto bytes = storage_.ReadChecked(key, kHeaderBytes,
+                                      [&](std::span<const uint8_t> prefix, uint64_t size) {
+                                        Status verdict = CheckImagePrefix(prefix, size, decode_);
+                                        condemned = !verdict.ok();
+                                        return verdict;
+                                      });
     times.read += SecondsSince(start);
+    if (condemned) *stage = "decode";
     if (!bytes.ok()) return bytes.status();
     start = Clock::now();
     *stage = "decode";
@@ -185,10 +197,23 @@ Status FeaturizeStage(const std::filesystem::path& todo, Storage& input, const L
   Preparer preparer(input, model.preprocess, model.decode);
   Inference inference(model, model.layout.runs);
 
-  std::thread dispatcher(Dispatch, todo, options.batch, std::ref(units), std::ref(state));
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&] {
+  // Every thread body ends in CatchAll: an exception (an allocation, a library) fails the
+  // run with a message, and the queues close so that the other threads end too.
+  auto fail = [&](Status status) {
+    if (status.ok()) return;
+    state.Fail(std::move(status));
+    units.Close();
+    done.Close();
+  };
+  auto dispatch = [&] {
+    fail(CatchAll("listing reader", [&] {
+      Dispatch(todo, options.batch, units, state);
+      return Status::OK();
+    }));
+    units.Close();
+  };
+  auto work = [&] {
+    fail(CatchAll("featurize worker", [&] {
       while (auto unit = units.Pop()) {
         if (state.stopped()) break;
         FeaturizedBatch batch = preparer.Prepare(std::move(*unit));
@@ -197,30 +222,51 @@ Status FeaturizeStage(const std::filesystem::path& todo, Storage& input, const L
         const size_t bytes = batch.features.size() * sizeof(float);
         if (!done.Push(std::move(batch), bytes)) break;
       }
+      return Status::OK();
+    }));
+  };
+  std::thread dispatcher;
+  std::vector<std::thread> workers;
+  std::thread closer;
+  // A machine that cannot start a thread (ulimit -u, memory) fails the run, not the process
+  // (a std::thread left joinable by the exception would call std::terminate).
+  const Status started = CatchAll("starting threads", [&] {
+    dispatcher = std::thread(dispatch);
+    for (int t = 0; t < threads; ++t) workers.emplace_back(work);
+    closer = std::thread([&] {
+      for (auto& w : workers) w.join();
+      done.Close();
     });
-  }
-  std::thread closer([&] {
-    for (auto& w : workers) w.join();
-    done.Close();
+    return Status::OK();
   });
+  if (!started.ok()) {
+    fail(started);
+    if (dispatcher.joinable()) dispatcher.join();
+    for (auto& w : workers) w.join();
+    return state.status();
+  }
 
   std::map<int64_t, FeaturizedBatch> pending;  // bounded by the units in flight
   int64_t next_seq = 0;
-  while (auto batch = done.Pop()) {
-    if (state.stopped()) continue;  // drain so that producers can exit
-    pending.emplace(batch->seq, std::move(*batch));
-    for (auto it = pending.find(next_seq); it != pending.end() && !state.stopped();
-         it = pending.find(next_seq)) {
-      Status status = consume(it->second);
-      pending.erase(it);
-      ++next_seq;
-      if (!status.ok()) {
-        state.Fail(status);
-        units.Close();
-        done.Close();
-        break;
+  fail(CatchAll("committing descriptors", [&] {
+    while (auto batch = done.Pop()) {
+      if (state.stopped()) continue;  // drain so that producers can exit
+      pending.emplace(batch->seq, std::move(*batch));
+      for (auto it = pending.find(next_seq); it != pending.end() && !state.stopped();
+           it = pending.find(next_seq)) {
+        Status status = consume(it->second);
+        pending.erase(it);
+        ++next_seq;
+        if (!status.ok()) {
+          fail(status);
+          break;
+        }
       }
     }
+    return Status::OK();
+  }));
+  // After a failure here, the workers may be blocked on a closed queue: drain what is left.
+  while (done.Pop()) {
   }
   units.Close();
   dispatcher.join();

@@ -83,13 +83,14 @@ Status CheckInferenceMemory(const LoadedModel& model, int batch, int threads, ui
   rate += need.default_rate
               ? " bytes per pixel, a default: the sidecar gives no peak_bytes_per_pixel"
               : " bytes per pixel per image";
-  return Status::Usage("inference at " + std::to_string(model.preprocess.width) + "x" +
-                       std::to_string(model.preprocess.height) + " with " + batch_option + " " +
-                       std::to_string(batch) + " needs about " + HumanBytes(double(need.bytes)) +
-                       " (" + std::to_string(model.layout.runs) + " inference runs at once, " +
-                       rate + "), more than " + "the " + HumanBytes(double(budget)) +
-                       " this machine allows (90% of " + HumanBytes(double(usable_bytes)) +
-                       "): " + advice);
+  return Status::Usage(
+      "inference at " + std::to_string(model.preprocess.width) + "x" +
+          std::to_string(model.preprocess.height) + " with " + batch_option + " " +
+          std::to_string(batch) + " needs about " + HumanBytes(double(need.bytes)) + " (" +
+          std::to_string(model.layout.runs) + " inference runs at once, " + rate + "), more than " +
+          "the " + HumanBytes(double(budget)) + " this machine allows (90% of " +
+          HumanBytes(double(usable_bytes)) + "): " + advice,
+      StatusCode::kResourceExhausted);
 }
 
 }  // namespace orchard

@@ -33,9 +33,15 @@ OutputLock::~OutputLock() {
   if (fd_ >= 0) ::close(fd_);  // releases the flock
 }
 
-Result<std::unique_ptr<OutputLock>> LockOutput(Storage& output, const std::string& location) {
+Result<std::unique_ptr<OutputLock>> LockOutput(
+    Storage& output, const std::string& location,
+    const std::function<void(const std::string&)>& warn) {
   const std::string path = output.LocalPath(kLockKey);
-  if (path.empty()) return std::unique_ptr<OutputLock>();
+  if (path.empty()) {
+    ORCHARD_ASSIGN_OR_RETURN(auto lease, LeaseLock::Acquire(output, kLockKey, location, warn));
+    if (!lease) return std::unique_ptr<OutputLock>();
+    return std::unique_ptr<OutputLock>(new OutputLock(std::move(lease)));
+  }
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
   if (ec) return Status::IOError("cannot create " + path + ": " + ec.message());
@@ -77,13 +83,14 @@ Result<OutputState> PrepareOutput(Storage& output, const std::string& location,
   // The lock file alone does not make an output non-empty.
   const bool has_lock_file = std::erase(keys, kLockKey) > 0;
   if (mode == OutputMode::kUpdate && !state.has_store) {
-    return Status::Usage("nothing to update in " + location +
-                                   ": it holds no descriptor store (" + kStoreFolder +
-                                   "store.json); make it with a run first");
+    return Status::Usage("nothing to update in " + location + ": it holds no descriptor store (" +
+                         kStoreFolder + "store.json); make it with a run first");
   }
   if (mode == OutputMode::kNew && !keys.empty()) {
     // Another run at work there is the better explanation (probing opens, never creates).
-    if (has_lock_file) ORCHARD_RETURN_NOT_OK(LockOutput(output, location).status());
+    if (has_lock_file) {
+      ORCHARD_RETURN_NOT_OK(LockOutput(output, location, plan.options().on_warning).status());
+    }
     std::string example = keys.front();
     for (const std::string& key : keys) {
       if (key == "manifest.json") example = key;
@@ -97,7 +104,7 @@ Result<OutputState> PrepareOutput(Storage& output, const std::string& location,
         "output");
   }
   // From here on the run writes: it holds the lock until it ends.
-  ORCHARD_ASSIGN_OR_RETURN(state.lock, LockOutput(output, location));
+  ORCHARD_ASSIGN_OR_RETURN(state.lock, LockOutput(output, location, plan.options().on_warning));
   for (const std::string& key : keys) {
     const bool remove =
         (mode == OutputMode::kOverwrite && IsOurs(key)) || (IsTemporary(key) && IsOurs(key));

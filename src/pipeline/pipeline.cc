@@ -288,7 +288,7 @@ Result<std::unique_ptr<RunSetup>> SetUp(const RunPlan& plan,
   }
   if (setup->dim > options.max_pca_dim) {  // the accumulator's own message says what to do
     const Status too_large = PcaAccumulator::Create(setup->dim, options.max_pca_dim).status();
-    if (!too_large.ok()) return Status::Usage(too_large.message());
+    if (!too_large.ok()) return Status::Usage(too_large.message(), too_large.code());
   }
   setup->manifest->SetModelLoaded(setup->dim, loaded.extractor->feature_shape(),
                                   loaded.extractor_options, SecondsSince(setup_start));

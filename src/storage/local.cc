@@ -1,11 +1,15 @@
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <system_error>
 
 #include "orchard/s3.h"
@@ -16,6 +20,93 @@ namespace orchard {
 namespace {
 
 namespace fs = std::filesystem;
+
+std::string ErrnoMessage(const char* what, const std::string& path, int error) {
+  std::string message = what;
+  message.append(" ").append(path).append(": ").append(std::strerror(error));
+  return message;
+}
+
+// Writes `bytes` to a new temporary file beside `path` (with AtomicFile's ".tmp-" marker, so
+// that a crash leaves only a recognisable leftover), makes it durable, then gives it the
+// name `path` with link(2), which fails with EEXIST when the name is taken: readers never
+// see a partial file, and of several racing writers exactly one succeeds. File systems
+// without hard links get renameat2(RENAME_NOREPLACE), which has the same guarantee.
+Result<bool> CreateFileIfAbsent(const fs::path& path, std::string_view bytes) {
+  std::error_code ec;
+  if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
+  if (ec) {
+    return Status::IOError("cannot create folder " + path.parent_path().string() + ": " +
+                           ec.message());
+  }
+  static std::atomic<uint64_t> counter{0};
+  std::string temp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
+    uint32_t random = 0;
+    if (::getrandom(&random, sizeof(random), GRND_NONBLOCK) != sizeof(random)) {
+      random = static_cast<uint32_t>(std::random_device{}());
+    }
+    char suffix[64];
+    std::snprintf(suffix, sizeof(suffix), ".tmp-%ld-c%llu-%08x", static_cast<long>(::getpid()),
+                  static_cast<unsigned long long>(counter.fetch_add(1)), random);
+    temp = path.string();
+    temp.append(suffix);
+    fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0) return Status::IOError(ErrnoMessage("cannot create", temp, errno));
+  size_t done = 0;
+  int error = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      error = errno;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (error == 0 && ::fsync(fd) != 0) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error != 0) {
+    ::unlink(temp.c_str());
+    return Status::IOError(ErrnoMessage("cannot write", temp, error));
+  }
+  bool created = false;
+  if (::link(temp.c_str(), path.c_str()) == 0) {
+    created = true;
+    ::unlink(temp.c_str());
+  } else if (errno == EEXIST) {
+    ::unlink(temp.c_str());
+  } else if (errno == EPERM || errno == ENOTSUP || errno == EOPNOTSUPP || errno == EMLINK) {
+    // No hard links here (FAT, some FUSE and network file systems).
+    if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) {
+      created = true;
+    } else {
+      error = errno;
+      ::unlink(temp.c_str());
+      if (error != EEXIST) {
+        return Status::IOError(ErrnoMessage("cannot create", path.string(), error) +
+                               " (this file system supports neither hard links nor "
+                               "RENAME_NOREPLACE)");
+      }
+    }
+  } else {
+    error = errno;
+    ::unlink(temp.c_str());
+    return Status::IOError(ErrnoMessage("cannot create", path.string(), error));
+  }
+  if (created) {
+    // The new name is durable only once the folder's entry is on disk.
+    const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    if (const int dir = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
+    }
+  }
+  return created;
+}
 
 class LocalStorage : public Storage {
  public:
@@ -31,6 +122,13 @@ class LocalStorage : public Storage {
   // once, so that fstat can refuse it. Files over the size limit are refused before any
   // byte is read, as the S3 client refuses large objects.
   Result<std::vector<uint8_t>> Read(const std::string& key) override {
+    return ReadChecked(key, 0, nullptr);
+  }
+
+  // The prefix is read and checked first: a file that its header already condemns is never
+  // read whole.
+  Result<std::vector<uint8_t>> ReadChecked(const std::string& key, size_t prefix_bytes,
+                                           const PrefixCheck& check) override {
     const fs::path path = root_ / fs::path(key);
     const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return OpenError(path, errno);
@@ -48,15 +146,26 @@ class LocalStorage : public Storage {
           .append("-byte limit");
       return Status::ResourceExhausted(message);
     }
-    std::vector<uint8_t> bytes(static_cast<size_t>(size));
+    std::vector<uint8_t> bytes;
     size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ReadError(path, errno);
-      if (n == 0) break;  // the file shrank since fstat: return what it holds now
-      done += static_cast<size_t>(n);
+    // Reads up to bytes.size(); false at end of file (it shrank since fstat).
+    auto fill = [&]() -> Status {
+      while (done < bytes.size()) {
+        const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ReadError(path, errno);
+        if (n == 0) break;
+        done += static_cast<size_t>(n);
+      }
+      return Status::OK();
+    };
+    if (check) {
+      bytes.resize(static_cast<size_t>(std::min<uint64_t>(prefix_bytes, size)));
+      ORCHARD_RETURN_NOT_OK(fill());
+      ORCHARD_RETURN_NOT_OK(check(std::span<const uint8_t>(bytes.data(), done), size));
     }
+    bytes.resize(static_cast<size_t>(size));
+    ORCHARD_RETURN_NOT_OK(fill());
     bytes.resize(done);
     return bytes;
   }
@@ -67,6 +176,10 @@ class LocalStorage : public Storage {
 
   Status Write(const std::string& key, std::string_view bytes) override {
     return WriteFileAtomically((root_ / fs::path(key)).string(), bytes);
+  }
+
+  Result<bool> CreateIfAbsent(const std::string& key, std::string_view bytes) override {
+    return CreateFileIfAbsent(root_ / fs::path(key), bytes);
   }
 
   Status Delete(const std::string& key) override {

@@ -5,10 +5,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <thread>
 
 #include "orchard/s3.h"
 #include "orchard/storage.h"
@@ -170,6 +172,108 @@ TEST(MemoryStorage, KeepsKeysSortedAndReadsThemBack) {
   EXPECT_EQ(all[0].key, "a");
   EXPECT_EQ(*storage.Read("b"), std::vector<uint8_t>{3});
   EXPECT_EQ(storage.Read("c").status().code(), StatusCode::kNotFound);
+}
+
+// ---- CreateIfAbsent ------------------------------------------------------------------------
+
+std::string Text(const Result<std::vector<uint8_t>>& bytes) {
+  return bytes.ok() ? std::string(bytes->begin(), bytes->end()) : bytes.status().ToString();
+}
+
+// `writers` threads race to create each of `rounds` keys: exactly one wins each, and the
+// key holds the winner's bytes, whole.
+void ExpectOneWinnerPerKey(Storage& storage, int rounds, int writers) {
+  for (int round = 0; round < rounds; ++round) {
+    const std::string key = "race/" + std::to_string(round) + ".lock";
+    std::atomic<int> ready{0};
+    std::vector<int> won(writers, 0);
+    std::vector<std::thread> threads;
+    for (int w = 0; w < writers; ++w) {
+      threads.emplace_back([&, w] {
+        ++ready;
+        while (ready.load() < writers) std::this_thread::yield();
+        // Large enough that a partial file would be visible to a racing reader.
+        auto created = storage.CreateIfAbsent(key, std::string(100000, static_cast<char>('a' + w)));
+        if (!created.ok()) {
+          ADD_FAILURE() << created.status().ToString();
+          return;
+        }
+        won[w] = *created ? 1 : 0;
+      });
+    }
+    for (auto& t : threads) t.join();
+    int winners = 0;
+    int winner = -1;
+    for (int w = 0; w < writers; ++w) {
+      if (won[w] != 0) {
+        ++winners;
+        winner = w;
+      }
+    }
+    ASSERT_EQ(winners, 1) << key;
+    EXPECT_EQ(Text(storage.Read(key)), std::string(100000, static_cast<char>('a' + winner)));
+  }
+}
+
+TEST(LocalStorage, CreateIfAbsentCreatesOnceAtomicallyAndLeavesNoTemporaryFiles) {
+  ScratchDir dir;
+  auto storage = OpenLocalStorage(dir.path().string());
+  ASSERT_TRUE(storage.ok());
+  auto created = (*storage)->CreateIfAbsent("out/_orchard/run.lock", "token-A");
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_TRUE(*created);
+  auto again = (*storage)->CreateIfAbsent("out/_orchard/run.lock", "token-B");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  EXPECT_EQ(Text((*storage)->Read("out/_orchard/run.lock")), "token-A");
+  // An existing name of any kind counts as taken, a dangling link included.
+  std::filesystem::create_symlink(dir.path() / "nowhere", dir.path() / "dangling");
+  EXPECT_FALSE(*(*storage)->CreateIfAbsent("dangling", "x"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "nowhere"));
+  EXPECT_TRUE(*(*storage)->CreateIfAbsent("empty", ""));
+  EXPECT_EQ(std::filesystem::file_size(dir.path() / "empty"), 0u);
+
+  ExpectOneWinnerPerKey(**storage, 20, 4);
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.path())) {
+    EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
+  }
+}
+
+TEST(LocalStorage, CreateIfAbsentReportsAnUnwritableFolder) {
+  ScratchDir dir;
+  auto storage = OpenLocalStorage(dir.path().string());
+  ASSERT_TRUE(storage.ok());
+  WriteFileBytes(dir.path() / "file", {1});
+  auto created = (*storage)->CreateIfAbsent("file/below-a-file", "x");  // parent is a file
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ(created.status().code(), StatusCode::kIOError);
+}
+
+TEST(MemoryStorage, CreateIfAbsent) {
+  MemoryStorage storage;
+  storage.Put("taken", {1});
+  EXPECT_FALSE(*storage.CreateIfAbsent("taken", "x"));
+  EXPECT_EQ(*storage.Read("taken"), std::vector<uint8_t>{1});
+  EXPECT_TRUE(*storage.CreateIfAbsent("new", "abc"));
+  EXPECT_FALSE(*storage.CreateIfAbsent("new", "def"));
+  EXPECT_EQ(Text(storage.Read("new")), "abc");
+  ASSERT_EQ(ListAll(storage).size(), 2u);
+  ExpectOneWinnerPerKey(storage, 50, 4);
+}
+
+TEST(Storage, CreateIfAbsentIsUnsupportedByDefault) {
+  class ReadOnly : public Storage {
+   public:
+    Status List(const std::function<Status(const ObjectInfo&)>&) override { return Status::OK(); }
+    Result<std::vector<uint8_t>> Read(const std::string& key) override {
+      return Status::NotFound(key);
+    }
+    std::string Describe(const std::string& key) const override { return "ro:" + key; }
+  } storage;
+  auto created = storage.CreateIfAbsent("k", "x");
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ(created.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(created.status().message().find("ro:k"), std::string::npos);
 }
 
 }  // namespace

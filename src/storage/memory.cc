@@ -45,6 +45,16 @@ Status MemoryStorage::Write(const std::string& key, std::string_view bytes) {
   return Status::OK();
 }
 
+Result<bool> MemoryStorage::CreateIfAbsent(const std::string& key, std::string_view bytes) {
+  std::lock_guard lock(mutex_);
+  auto it =
+      std::lower_bound(objects_.begin(), objects_.end(), key,
+                       [](const auto& entry, const std::string& k) { return entry.first < k; });
+  if (it != objects_.end() && it->first == key) return false;
+  objects_.insert(it, {key, std::vector<uint8_t>(bytes.begin(), bytes.end())});
+  return true;
+}
+
 Status MemoryStorage::Delete(const std::string& key) {
   std::lock_guard lock(mutex_);
   std::erase_if(objects_, [&](const auto& entry) { return entry.first == key; });

@@ -123,7 +123,10 @@ Result<std::shared_ptr<S3Client>> S3Client::Make(const S3Options& options) {
   http.max_connections = o.max_connections;
   http.connect_timeout_s = o.connect_timeout_s;
   http.low_speed_time_s = o.request_timeout_s;
-  http.ca_bundle = o.ca_bundle;
+  ORCHARD_ASSIGN_OR_RETURN(const s3internal::CaCertificates ca,
+                           s3internal::CaCertificatesFromEnvironment(o.ca_bundle));
+  http.ca_bundle = ca.file;
+  http.ca_path = ca.dir;
   http.user_agent = kUserAgent;
   http.cancel = o.cancel;
   impl->http = std::make_unique<s3internal::HttpClient>(http);
@@ -225,8 +228,18 @@ Result<HttpResponse> S3Client::Impl::Send(const S3Request& req) {
             !(req.error_in_ok_body && s3internal::ParseS3ErrorBody(response.BodyText(), &error))) {
           return std::move(response);
         }
+        if (!success && std::find(req.answer_statuses.begin(), req.answer_statuses.end(), status) !=
+                            req.answer_statuses.end()) {
+          return std::move(response);
+        }
         error.http_status = status;
-        if (!success) s3internal::ParseS3ErrorBody(response.BodyText(), &error);
+        // An error document gives code, message and request id; anything else (a proxy's
+        // HTML page) is quoted briefly, with token-like runs redacted.
+        if (!success && !s3internal::ParseS3ErrorBody(response.BodyText(), &error) &&
+            !response.body.empty()) {
+          error.message = "unexpected response \"";
+          error.message.append(s3internal::BodyExcerpt(response.BodyText())).append("\"");
+        }
         if (error.request_id.empty()) {
           if (const std::string* id = response.Header("x-amz-request-id")) error.request_id = *id;
         }
@@ -261,7 +274,11 @@ Status S3Client::Impl::ErrorStatus(const S3Request& req, const S3Error& error, i
                                    const AwsCredentials* credentials) const {
   const std::string where =
       req.location.empty() ? "s3://" + req.bucket + "/" + req.key : req.location;
-  std::string detail = error.ToString();
+  // A last guard: a server or proxy that echoes the request must not put a secret into
+  // the message.
+  std::string detail = credentials != nullptr
+                           ? s3internal::RedactSecrets(error.ToString(), *credentials)
+                           : error.ToString();
   if (attempts > 1) detail += "; gave up after " + std::to_string(attempts) + " attempts";
   const std::string what = req.operation + " " + where;
   if (error.transport == S3Error::Transport::kTooLarge) {
@@ -323,6 +340,9 @@ Status S3Client::ListObjects(const std::string& bucket, const std::string& prefi
 Result<std::vector<uint8_t>> S3Client::GetObject(const S3Url& url) { return impl_->GetObject(url); }
 Status S3Client::PutObject(const S3Url& url, std::string_view bytes) {
   return impl_->PutObject(url, bytes);
+}
+Result<bool> S3Client::PutObjectIfAbsent(const S3Url& url, std::string_view bytes) {
+  return impl_->PutObjectIfAbsent(url, bytes);
 }
 Status S3Client::UploadFile(const std::string& local_path, const S3Url& url) {
   return impl_->UploadFile(local_path, url);

@@ -3,6 +3,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -87,14 +88,14 @@ std::string SharedConfigFile() {
   return ExpandHome(env.empty() ? "~/.aws/config" : env);
 }
 
-IniFile ReadIniFile(const std::string& path) {
+IniFile ParseIni(std::string_view text) {
   IniFile out;
-  std::ifstream in(path);
-  if (!in) return out;
-  std::string line;
   std::map<std::string, std::string>* section = nullptr;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  while (!text.empty()) {
+    const size_t newline = text.find('\n');
+    std::string_view line = text.substr(0, newline);
+    text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
     // Indented lines continue a nested setting ("s3 =\n  addressing_style = path").
     if (line[0] == ' ' || line[0] == '\t') continue;
@@ -107,7 +108,7 @@ IniFile ReadIniFile(const std::string& path) {
         continue;
       }
       // "[ profile  name ]" -> "profile name"
-      std::string name = Trim(t.substr(1, close - 1));
+      std::string name = Trim(std::string_view(t).substr(1, close - 1));
       std::string collapsed;
       for (char c : name) {
         if (std::isspace(static_cast<unsigned char>(c))) {
@@ -122,9 +123,18 @@ IniFile ReadIniFile(const std::string& path) {
     if (section == nullptr) continue;
     const size_t eq = t.find('=');
     if (eq == std::string::npos) continue;
-    (*section)[Lower(Trim(t.substr(0, eq)))] = Trim(t.substr(eq + 1));
+    (*section)[Lower(Trim(std::string_view(t).substr(0, eq)))] =
+        Trim(std::string_view(t).substr(eq + 1));
   }
   return out;
+}
+
+IniFile ReadIniFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseIni(text.str());
 }
 
 const std::map<std::string, std::string>* ConfigProfile(const IniFile& config,
@@ -136,6 +146,18 @@ const std::map<std::string, std::string>* ConfigProfile(const IniFile& config,
     if (it != config.end()) return &it->second;
   }
   return nullptr;
+}
+
+std::string RedactSecrets(std::string text, const AwsCredentials& credentials) {
+  for (const std::string* secret : {&credentials.secret_access_key, &credentials.session_token}) {
+    // Very short "secrets" (tests, placeholders) would redact ordinary words.
+    if (secret->size() < 8) continue;
+    for (size_t at = text.find(*secret); at != std::string::npos;
+         at = text.find(*secret, at + 10)) {
+      text.replace(at, secret->size(), "[redacted]");
+    }
+  }
+  return text;
 }
 
 std::optional<std::chrono::system_clock::time_point> ParseIso8601(std::string_view text) {
@@ -197,72 +219,6 @@ class EnvironmentProvider : public CredentialsProvider {
     }
     return c;
   }
-};
-
-class ProfileProvider : public CredentialsProvider {
- public:
-  explicit ProfileProvider(std::string profile) : profile_(std::move(profile)) {}
-
-  Result<AwsCredentials> Get() override {
-    const bool explicit_profile = !profile_.empty() || !GetEnv("AWS_PROFILE").empty() ||
-                                  !GetEnv("AWS_DEFAULT_PROFILE").empty();
-    const std::string profile = profile_.empty() ? s3internal::ProfileName() : profile_;
-    const std::string credentials_path = s3internal::SharedCredentialsFile();
-    const std::string config_path = s3internal::SharedConfigFile();
-    const s3internal::IniFile credentials_file = s3internal::ReadIniFile(credentials_path);
-    const s3internal::IniFile config_file = s3internal::ReadIniFile(config_path);
-
-    const std::map<std::string, std::string>* from_credentials = nullptr;
-    if (auto it = credentials_file.find(profile); it != credentials_file.end()) {
-      from_credentials = &it->second;
-    }
-    const auto* from_config = s3internal::ConfigProfile(config_file, profile);
-
-    // The credentials file wins over the config file, as in the AWS CLI.
-    for (const auto& [section, path] :
-         {std::pair{from_credentials, credentials_path}, std::pair{from_config, config_path}}) {
-      if (section == nullptr) continue;
-      auto value = [&](const char* key) {
-        auto it = section->find(key);
-        return it == section->end() ? std::string() : it->second;
-      };
-      AwsCredentials c;
-      c.access_key_id = value("aws_access_key_id");
-      c.secret_access_key = value("aws_secret_access_key");
-      c.session_token = value("aws_session_token");
-      if (c.session_token.empty()) c.session_token = value("aws_security_token");
-      if (c.access_key_id.empty() && c.secret_access_key.empty()) continue;
-      if (c.access_key_id.empty() || c.secret_access_key.empty()) {
-        return Status::InvalidArgument(
-            "profile '" + profile + "' in " + path + " has " +
-            (c.access_key_id.empty() ? "aws_secret_access_key" : "aws_access_key_id") +
-            " but not the other half of the key");
-      }
-      c.source = "shared file " + path + ", profile " + profile;
-      return c;
-    }
-    if (from_config != nullptr) {
-      for (const char* key : {"role_arn", "credential_process", "sso_session", "sso_start_url",
-                              "web_identity_token_file"}) {
-        if (from_config->count(key) != 0) {
-          return Status::Unsupported(
-              "profile '" + profile + "' in " + config_path + " uses " + key +
-              ", which Orchard does not support; export plain keys instead, e.g. "
-              "eval \"$(aws configure export-credentials --profile " +
-              profile + " --format env)\"");
-        }
-      }
-    }
-    if (explicit_profile && from_credentials == nullptr && from_config == nullptr) {
-      return Status::InvalidArgument("AWS profile '" + profile + "' is in neither " +
-                                     credentials_path + " nor " + config_path);
-    }
-    return Status::NotFound("no keys for profile '" + profile + "' in " + credentials_path +
-                            " or " + config_path);
-  }
-
- private:
-  std::string profile_;
 };
 
 // Caches fetched temporary credentials and refreshes them before they expire.
@@ -460,6 +416,335 @@ class ContainerProvider : public RefreshingProvider {
     }
     return ParseCredentialsJson(out.response.BodyText(), "container credentials endpoint");
   }
+};
+
+// ---- Profiles, and roles assumed through STS -----------------------------------------------
+
+// The longest chain of role profiles (a role whose source_profile is another role...).
+constexpr size_t kMaxRoleChain = 5;
+
+// Keys of credential sources Orchard does not implement, with what they are.
+constexpr std::pair<const char*, const char*> kUnsupportedKeys[] = {
+    {"credential_process", "an external credential process"},
+    {"sso_session", "IAM Identity Center (SSO)"},
+    {"sso_start_url", "IAM Identity Center (SSO)"},
+    {"sso_account_id", "IAM Identity Center (SSO)"},
+    {"sso_role_name", "IAM Identity Center (SSO)"},
+    {"web_identity_token_file", "AssumeRoleWithWebIdentity"},
+    {"mfa_serial", "an MFA code for each AssumeRole, which a batch run cannot type"},
+};
+
+struct SharedFiles {
+  std::string credentials_path = s3internal::SharedCredentialsFile();
+  std::string config_path = s3internal::SharedConfigFile();
+  s3internal::IniFile credentials = s3internal::ReadIniFile(credentials_path);
+  s3internal::IniFile config = s3internal::ReadIniFile(config_path);
+};
+
+// A profile as the AWS CLI sees it: its config-file section with its credentials-file
+// section over it (the credentials file wins key by key).
+struct ProfileView {
+  std::string name;
+  bool exists = false;
+  std::map<std::string, std::string> values;
+  std::map<std::string, std::string> file_of;  // key -> the file it came from
+
+  ProfileView(const SharedFiles& files, std::string profile) : name(std::move(profile)) {
+    if (const auto* config = s3internal::ConfigProfile(files.config, name)) {
+      exists = true;
+      for (const auto& [k, v] : *config) {
+        values[k] = v;
+        file_of[k] = files.config_path;
+      }
+    }
+    if (auto it = files.credentials.find(name); it != files.credentials.end()) {
+      exists = true;
+      for (const auto& [k, v] : it->second) {
+        values[k] = v;
+        file_of[k] = files.credentials_path;
+      }
+    }
+  }
+  std::string Get(const char* key) const {
+    auto it = values.find(key);
+    return it == values.end() ? std::string() : it->second;
+  }
+  bool Has(const char* key) const { return values.count(key) != 0; }
+  // "profile 'dev' in /home/u/.aws/config" for the file that set `key`.
+  std::string Where(const char* key) const {
+    std::string out = "profile '" + name + "'";
+    auto it = file_of.find(key);
+    if (it != file_of.end()) out.append(" in ").append(it->second);
+    return out;
+  }
+};
+
+std::string ExportHint(const std::string& profile) {
+  return "export plain keys instead, e.g. eval \"$(aws configure export-credentials --profile " +
+         profile + " --format env)\"";
+}
+
+// Temporary credentials of a role, from STS AssumeRole signed with the source's.
+class AssumeRoleProvider : public RefreshingProvider {
+ public:
+  AssumeRoleProvider(s3internal::AssumeRoleRequest request,
+                     std::shared_ptr<CredentialsProvider> source, std::string source_name)
+      : request_(std::move(request)),
+        source_(std::move(source)),
+        source_name_(std::move(source_name)) {}
+
+ protected:
+  Result<AwsCredentials> Fetch() override {
+    Result<AwsCredentials> source = source_->Get();
+    if (!source.ok()) {
+      // A missing source is a broken profile, not "no credentials here".
+      const StatusCode code = source.status().code() == StatusCode::kNotFound
+                                  ? StatusCode::kInvalidArgument
+                                  : source.status().code();
+      std::string message = "cannot assume role ";
+      message.append(request_.role_arn)
+          .append(" of profile '")
+          .append(request_.profile)
+          .append("': its source (")
+          .append(source_name_)
+          .append(") has no credentials: ")
+          .append(source.status().message());
+      return Status(code, message);
+    }
+    if (!http_) {
+      ORCHARD_ASSIGN_OR_RETURN(const s3internal::CaCertificates ca,
+                               s3internal::CaCertificatesFromEnvironment(""));
+      HttpClientOptions o;
+      o.max_connections = 1;
+      o.connect_timeout_s = 10;
+      o.low_speed_time_s = 30;
+      o.ca_bundle = ca.file;
+      o.ca_path = ca.dir;
+      http_ = std::make_unique<HttpClient>(o);
+    }
+    ORCHARD_ASSIGN_OR_RETURN(AwsCredentials c, s3internal::AssumeRole(*http_, request_, *source));
+    c.source = "role " + request_.role_arn + " (profile " + request_.profile + ")";
+    return c;
+  }
+
+ private:
+  const s3internal::AssumeRoleRequest request_;
+  const std::shared_ptr<CredentialsProvider> source_;
+  const std::string source_name_;
+  std::unique_ptr<HttpClient> http_;  // guarded by RefreshingProvider's lock (Fetch)
+};
+
+// Turns a profile into a provider: static keys, or a role assumed with another profile's
+// (or the environment's, the instance's, the container's) credentials.
+class ProfileResolver {
+ public:
+  explicit ProfileResolver(const SharedFiles& files) : files_(files) {}
+
+  struct Resolved {
+    std::shared_ptr<CredentialsProvider> provider;
+    bool is_role = false;  // worth keeping: it caches STS credentials
+  };
+
+  Result<Resolved> ResolveTop(const std::string& profile, bool explicit_profile) {
+    const ProfileView view(files_, profile);
+    if (!view.exists) {
+      if (explicit_profile) {
+        return Status::InvalidArgument("AWS profile '" + profile + "' is in neither " +
+                                       files_.credentials_path + " nor " + files_.config_path);
+      }
+      return Status::NotFound("no keys for profile '" + profile + "' in " +
+                              files_.credentials_path + " or " + files_.config_path);
+    }
+    std::vector<std::string> chain;
+    return Resolve(view, chain, /*top_level=*/true);
+  }
+
+ private:
+  // Static keys of `view`; kNotFound when it has none.
+  static Result<AwsCredentials> StaticKeys(const ProfileView& view) {
+    AwsCredentials c;
+    c.access_key_id = view.Get("aws_access_key_id");
+    c.secret_access_key = view.Get("aws_secret_access_key");
+    c.session_token = view.Get("aws_session_token");
+    if (c.session_token.empty()) c.session_token = view.Get("aws_security_token");
+    if (c.access_key_id.empty() && c.secret_access_key.empty()) {
+      return Status::NotFound("profile '" + view.name + "' has no aws_access_key_id");
+    }
+    if (c.access_key_id.empty() || c.secret_access_key.empty()) {
+      const char* present = c.access_key_id.empty() ? "aws_secret_access_key" : "aws_access_key_id";
+      return Status::InvalidArgument(view.Where(present) + " has " + present +
+                                     " but not the other half of the key");
+    }
+    c.source = "shared file " + view.file_of.at("aws_access_key_id") + ", profile " + view.name;
+    return c;
+  }
+
+  // The AWS CLI's rule: a profile that names a role assumes it, except as the source of
+  // another role when it also has keys (then its keys are the source).
+  Result<Resolved> Resolve(const ProfileView& view, std::vector<std::string>& chain,
+                           bool top_level) {
+    const bool has_keys = view.Has("aws_access_key_id") || view.Has("aws_secret_access_key");
+    if (view.Has("role_arn") && (top_level || !has_keys)) return Role(view, chain);
+    if (has_keys) {
+      ORCHARD_ASSIGN_OR_RETURN(AwsCredentials c, StaticKeys(view));
+      return Resolved{MakeStaticCredentialsProvider(std::move(c)), false};
+    }
+    for (const auto& [key, what] : kUnsupportedKeys) {
+      if (view.Has(key)) {
+        return Status::Unsupported(view.Where(key) + " uses " + key + " (" + what +
+                                   "), which Orchard does not support; " + ExportHint(view.name));
+      }
+    }
+    return Status::NotFound("no keys for profile '" + view.name + "' in " +
+                            files_.credentials_path + " or " + files_.config_path);
+  }
+
+  Result<Resolved> Role(const ProfileView& view, std::vector<std::string>& chain) {
+    chain.push_back(view.name);
+    if (chain.size() > kMaxRoleChain) {
+      std::string path;
+      for (const std::string& p : chain) path.append(path.empty() ? "" : " -> ").append(p);
+      return Status::InvalidArgument("role profiles chained more than " +
+                                     std::to_string(kMaxRoleChain) + " deep: " + path);
+    }
+    for (const auto& [key, what] : kUnsupportedKeys) {
+      if (view.Has(key)) {
+        return Status::Unsupported(view.Where(key) + " uses " + key + " (" + what +
+                                   ") with role_arn, which Orchard does not support; " +
+                                   ExportHint(view.name));
+      }
+    }
+    const std::string where = view.Where("role_arn");
+    const std::string source_profile = view.Get("source_profile");
+    const std::string credential_source = view.Get("credential_source");
+    if (!source_profile.empty() && !credential_source.empty()) {
+      return Status::InvalidArgument(where +
+                                     " sets both source_profile and credential_source; keep one");
+    }
+    if (source_profile.empty() && credential_source.empty()) {
+      return Status::InvalidArgument(where +
+                                     " has role_arn but neither source_profile nor "
+                                     "credential_source (where the keys to assume it come from)");
+    }
+
+    s3internal::AssumeRoleRequest request;
+    request.profile = view.name;
+    request.role_arn = view.Get("role_arn");
+    request.session_name = view.Get("role_session_name");
+    if (request.session_name.empty()) {
+      request.session_name =
+          "orchard-" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                          Clock::now().time_since_epoch())
+                                          .count());
+    }
+    request.external_id = view.Get("external_id");
+    if (const std::string d = view.Get("duration_seconds"); !d.empty()) {
+      char* end = nullptr;
+      const long v = std::strtol(d.c_str(), &end, 10);
+      if (end == d.c_str() || *end != '\0' || v < 900 || v > 43200) {
+        return Status::InvalidArgument(view.Where("duration_seconds") + " has duration_seconds '" +
+                                       d + "': expected a whole number from 900 to 43200");
+      }
+      request.duration_seconds = static_cast<int>(v);
+    }
+    request.region = GetEnv("AWS_REGION");
+    if (request.region.empty()) request.region = GetEnv("AWS_DEFAULT_REGION");
+    if (request.region.empty()) request.region = view.Get("region");
+    if (request.region.empty()) request.region = "us-east-1";
+    request.endpoint = s3internal::StsEndpoint(view.values, request.region);
+
+    std::shared_ptr<CredentialsProvider> source;
+    std::string source_name;
+    if (!credential_source.empty()) {
+      source_name = "credential_source " + credential_source;
+      if (credential_source == "Environment") {
+        source = MakeEnvironmentCredentialsProvider();
+      } else if (credential_source == "Ec2InstanceMetadata") {
+        source = MakeInstanceMetadataCredentialsProvider();
+      } else if (credential_source == "EcsContainer") {
+        source = MakeContainerCredentialsProvider();
+      } else {
+        return Status::InvalidArgument(view.Where("credential_source") +
+                                       " has credential_source '" + credential_source +
+                                       "': expected Environment, Ec2InstanceMetadata or "
+                                       "EcsContainer");
+      }
+    } else {
+      source_name = "source_profile " + source_profile;
+      if (source_profile == view.name) {
+        // "source_profile = self": the profile's own keys assume its role.
+        Result<AwsCredentials> own = StaticKeys(view);
+        if (!own.ok()) {
+          return Status::InvalidArgument(where + " is its own source_profile but has no keys (" +
+                                         own.status().message() + ")");
+        }
+        source = MakeStaticCredentialsProvider(std::move(*own));
+      } else {
+        if (std::find(chain.begin(), chain.end(), source_profile) != chain.end()) {
+          std::string path;
+          for (const std::string& p : chain) path.append(p).append(" -> ");
+          path.append(source_profile);
+          return Status::InvalidArgument("the source_profile settings form a cycle: " + path);
+        }
+        const ProfileView source_view(files_, source_profile);
+        if (!source_view.exists) {
+          return Status::InvalidArgument(where + " has source_profile '" + source_profile +
+                                         "', which is in neither " + files_.credentials_path +
+                                         " nor " + files_.config_path);
+        }
+        Result<Resolved> resolved = Resolve(source_view, chain, /*top_level=*/false);
+        if (!resolved.ok()) {
+          if (resolved.status().code() != StatusCode::kNotFound) return resolved.status();
+          return Status::InvalidArgument(where + " has source_profile '" + source_profile +
+                                         "', which has no credentials (" +
+                                         resolved.status().message() + ")");
+        }
+        source = resolved->provider;
+      }
+    }
+    return Resolved{std::make_shared<AssumeRoleProvider>(std::move(request), std::move(source),
+                                                         std::move(source_name)),
+                    true};
+  }
+
+  const SharedFiles& files_;
+};
+
+// The shared files' profile. Files are read on every Get() while they hold static keys (a
+// rotated key is picked up); a role profile is resolved once and its provider kept, so that
+// its STS credentials are cached and refreshed.
+class ProfileProvider : public CredentialsProvider {
+ public:
+  explicit ProfileProvider(std::string profile) : profile_(std::move(profile)) {}
+
+  Result<AwsCredentials> Get() override {
+    std::shared_ptr<CredentialsProvider> role;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      role = role_;
+    }
+    if (role) return role->Get();
+    const bool explicit_profile = !profile_.empty() || !GetEnv("AWS_PROFILE").empty() ||
+                                  !GetEnv("AWS_DEFAULT_PROFILE").empty();
+    const std::string profile = profile_.empty() ? s3internal::ProfileName() : profile_;
+    const SharedFiles files;
+    ProfileResolver resolver(files);
+    ORCHARD_ASSIGN_OR_RETURN(ProfileResolver::Resolved resolved,
+                             resolver.ResolveTop(profile, explicit_profile));
+    if (resolved.is_role) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!role_) role_ = resolved.provider;
+      role = role_;
+    } else {
+      role = resolved.provider;
+    }
+    return role->Get();
+  }
+
+ private:
+  const std::string profile_;
+  std::mutex mu_;
+  std::shared_ptr<CredentialsProvider> role_;
 };
 
 class DefaultChain : public CredentialsProvider {

@@ -1,8 +1,10 @@
 #include "storage/s3_http.h"
 
 #include <curl/curl.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -255,6 +257,7 @@ HttpOutcome HttpClient::Perform(const HttpRequest& request) {
   if (!options_.ca_bundle.empty()) {
     curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_bundle.c_str());
   }
+  if (!options_.ca_path.empty()) curl_easy_setopt(curl, CURLOPT_CAPATH, options_.ca_path.c_str());
   if (request.no_proxy) curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
   curl_easy_setopt(curl, CURLOPT_USERAGENT, options_.user_agent.c_str());
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
@@ -335,142 +338,59 @@ HttpOutcome HttpClient::Perform(const HttpRequest& request) {
   return outcome;
 }
 
-// ---- XML ----------------------------------------------------------------------------------
+// ---- CA certificates ---------------------------------------------------------------------
 
-std::optional<std::string_view> XmlElement(std::string_view xml, std::string_view tag,
-                                           size_t* pos) {
-  size_t at = pos != nullptr ? *pos : 0;
-  // Built with append: GCC 12 at -O3 warns (-Wrestrict, a false positive) on "<" + string.
-  std::string open;
-  open.reserve(tag.size() + 1);
-  open.append("<").append(tag);
-  std::string close;
-  close.reserve(tag.size() + 3);
-  close.append("</").append(tag).append(">");
-  while (true) {
-    const size_t start = xml.find(open, at);
-    if (start == std::string_view::npos) return std::nullopt;
-    const size_t after = start + open.size();
-    if (after >= xml.size()) return std::nullopt;
-    const char next = xml[after];
-    if (next == '/' && after + 1 < xml.size() && xml[after + 1] == '>') {
-      if (pos != nullptr) *pos = after + 2;
-      return std::string_view();
-    }
-    if (next != '>' && next != ' ' && next != '\t' && next != '\r' && next != '\n') {
-      at = after;  // a longer tag name with the same prefix, e.g. <KeyCount> for <Key>
-      continue;
-    }
-    const size_t content = xml.find('>', after);
-    if (content == std::string_view::npos) return std::nullopt;
-    if (xml[content - 1] == '/') {  // <Tag attr="..."/>
-      if (pos != nullptr) *pos = content + 1;
-      return std::string_view();
-    }
-    const size_t end = xml.find(close, content + 1);
-    if (end == std::string_view::npos) return std::nullopt;
-    if (pos != nullptr) *pos = end + close.size();
-    return xml.substr(content + 1, end - content - 1);
-  }
+const std::vector<std::string>& SystemCaBundleFiles() {
+  static const std::vector<std::string> files = {
+      "/etc/ssl/certs/ca-certificates.crt",                 // Debian, Ubuntu, Arch, Gentoo
+      "/etc/pki/tls/certs/ca-bundle.crt",                   // Red Hat, Fedora, Amazon Linux
+      "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",  // Red Hat 7+, Amazon Linux 2023
+      "/etc/ssl/ca-bundle.pem",                             // openSUSE, SLES
+      "/etc/ssl/cert.pem",                                  // Alpine, the BSDs, macOS
+  };
+  return files;
 }
 
-std::string XmlUnescape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '&') {
-      out.push_back(text[i]);
-      continue;
+Result<CaCertificates> ChooseCaCertificates(const std::string& aws_ca_bundle,
+                                            const std::string& ssl_cert_file,
+                                            const std::string& ssl_cert_dir,
+                                            const std::vector<std::string>& candidates,
+                                            const std::function<bool(const std::string&)>& exists) {
+  CaCertificates out;
+  if (!aws_ca_bundle.empty()) {
+    if (!exists(aws_ca_bundle)) {
+      return Status::InvalidArgument("the CA bundle '" + aws_ca_bundle +
+                                     "' (AWS_CA_BUNDLE) does not exist");
     }
-    const size_t semi = text.find(';', i);
-    if (semi == std::string_view::npos || semi - i > 10) {
-      out.push_back('&');
-      continue;
-    }
-    const std::string_view entity = text.substr(i + 1, semi - i - 1);
-    uint32_t cp = 0;
-    bool numeric = false;
-    if (entity == "amp") {
-      out.push_back('&');
-    } else if (entity == "lt") {
-      out.push_back('<');
-    } else if (entity == "gt") {
-      out.push_back('>');
-    } else if (entity == "quot") {
-      out.push_back('"');
-    } else if (entity == "apos") {
-      out.push_back('\'');
-    } else if (entity.size() > 1 && entity[0] == '#') {
-      const bool hex = entity[1] == 'x' || entity[1] == 'X';
-      const std::string digits(entity.substr(hex ? 2 : 1));
-      char* end = nullptr;
-      const unsigned long v = std::strtoul(digits.c_str(), &end, hex ? 16 : 10);
-      if (digits.empty() || *end != '\0' || v > 0x10FFFF) {
-        out.push_back('&');
-        continue;
-      }
-      cp = static_cast<uint32_t>(v);
-      numeric = true;
-    } else {
-      out.push_back('&');
-      continue;
-    }
-    if (numeric) {
-      if (cp < 0x80) {
-        out.push_back(static_cast<char>(cp));
-      } else if (cp < 0x800) {
-        out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-      } else if (cp < 0x10000) {
-        out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-      } else {
-        out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-        out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-      }
-    }
-    i = semi;
+    out.file = aws_ca_bundle;
+    return out;
   }
-  return out;
-}
-
-std::string XmlEscape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        out.push_back(c);
+  if (!ssl_cert_file.empty() && exists(ssl_cert_file)) {
+    out.file = ssl_cert_file;
+    return out;
+  }
+  if (!ssl_cert_dir.empty() && exists(ssl_cert_dir)) {
+    out.dir = ssl_cert_dir;
+    return out;
+  }
+  for (const std::string& candidate : candidates) {
+    if (exists(candidate)) {
+      out.file = candidate;
+      return out;
     }
   }
   return out;
 }
 
-bool ParseS3ErrorBody(std::string_view body, S3Error* error) {
-  const auto doc = XmlElement(body, "Error");
-  if (!doc.has_value()) return false;
-  if (auto code = XmlElement(*doc, "Code")) error->code = XmlUnescape(*code);
-  if (auto message = XmlElement(*doc, "Message")) error->message = XmlUnescape(*message);
-  if (auto id = XmlElement(*doc, "RequestId")) error->request_id = XmlUnescape(*id);
-  return true;
+Result<CaCertificates> CaCertificatesFromEnvironment(const std::string& ca_bundle) {
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr ? std::string(v) : std::string();
+  };
+  return ChooseCaCertificates(
+      ca_bundle.empty() ? env("AWS_CA_BUNDLE") : ca_bundle, env("SSL_CERT_FILE"),
+      env("SSL_CERT_DIR"), SystemCaBundleFiles(),
+      [](const std::string& path) { return ::access(path.c_str(), F_OK) == 0; });
 }
 
 }  // namespace orchard::s3internal

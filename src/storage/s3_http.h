@@ -1,5 +1,6 @@
 // A small HTTP/1.1 client over libcurl for the S3 client and the credential providers,
-// plus the bits of S3's XML that Orchard reads.
+// and the choice of CA certificates it verifies TLS servers with. (S3's XML is read in
+// s3_xml.h.)
 //
 // HttpClient keeps a pool of curl easy handles. A handle keeps its connections open after
 // a request, so a later request on the same handle reuses the TCP (and TLS) connection;
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -59,7 +61,8 @@ struct HttpClientOptions {
   int max_connections = 16;
   double connect_timeout_s = 10;
   double low_speed_time_s = 30;  // fail when no byte moves for this long
-  std::string ca_bundle;
+  std::string ca_bundle;         // CURLOPT_CAINFO; "" = libcurl's default
+  std::string ca_path;           // CURLOPT_CAPATH (a hashed certificate folder); "" = default
   std::string user_agent = "orchard";
   const std::atomic<bool>* cancel = nullptr;  // aborts transfers when set (see S3Options)
 };
@@ -86,19 +89,33 @@ class HttpClient {
   int total_ = 0;
 };
 
-// ---- XML ----------------------------------------------------------------------------------
+// ---- CA certificates ---------------------------------------------------------------------
 
-// The text of the first <tag>...</tag> at or after *pos (a self-closing <tag/> is ""),
-// raw (not unescaped). Advances *pos past it when given. S3 responses use no prefixes,
-// CDATA or comments inside the elements Orchard reads.
-std::optional<std::string_view> XmlElement(std::string_view xml, std::string_view tag,
-                                           size_t* pos = nullptr);
-// Decodes &amp; &lt; &gt; &quot; &apos; and numeric references (to UTF-8).
-std::string XmlUnescape(std::string_view text);
-std::string XmlEscape(std::string_view text);
+// Where TLS peers are verified from: a bundle file (CURLOPT_CAINFO) and/or a hashed
+// certificate folder (CURLOPT_CAPATH); empty means libcurl's built-in default.
+struct CaCertificates {
+  std::string file;
+  std::string dir;
+};
 
-// Fills code, message and request_id from an S3 <Error> document; leaves them alone when
-// the body is not one. Returns true if it was.
-bool ParseS3ErrorBody(std::string_view body, S3Error* error);
+// The CA bundle files of the common Linux layouts, in the order they are tried: Debian and
+// Ubuntu, Red Hat / Fedora / Amazon Linux (two), SUSE, then Alpine and the BSDs.
+const std::vector<std::string>& SystemCaBundleFiles();
+
+// The choice, as a pure function (`exists` says whether a path names an existing file or
+// folder): `aws_ca_bundle` when set (kInvalidArgument when it does not exist: a bundle that
+// was asked for is never silently replaced); else `ssl_cert_file` when set and existing;
+// else `ssl_cert_dir` as the folder when set and existing; else the first existing file of
+// `candidates`; else the default (both empty). OpenSSL's variables are honoured because
+// libcurl itself does not read them.
+Result<CaCertificates> ChooseCaCertificates(const std::string& aws_ca_bundle,
+                                            const std::string& ssl_cert_file,
+                                            const std::string& ssl_cert_dir,
+                                            const std::vector<std::string>& candidates,
+                                            const std::function<bool(const std::string&)>& exists);
+
+// ChooseCaCertificates with `ca_bundle` (S3Options::ca_bundle), else $AWS_CA_BUNDLE, then
+// $SSL_CERT_FILE, $SSL_CERT_DIR and SystemCaBundleFiles(), on the real file system.
+Result<CaCertificates> CaCertificatesFromEnvironment(const std::string& ca_bundle);
 
 }  // namespace orchard::s3internal

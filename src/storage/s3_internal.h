@@ -14,6 +14,7 @@
 #include "orchard/s3.h"
 #include "orchard/s3_credentials.h"
 #include "storage/s3_http.h"
+#include "storage/s3_xml.h"
 #include "storage/sigv4.h"
 
 namespace orchard::s3internal {
@@ -28,17 +29,53 @@ std::string ProfileName();
 std::string SharedCredentialsFile();
 std::string SharedConfigFile();
 
-// An INI file as the AWS CLI reads it: section -> key -> value. Keys are lower-cased;
-// indented lines (nested settings such as "s3 =\n  addressing_style = path") are skipped.
+// An INI file as the AWS CLI reads it: section -> key -> value. Section names have their
+// inner whitespace collapsed ("[ profile  a ]" -> "profile a"); keys are lower-cased;
+// values are trimmed; '#' and ';' lines are comments; a later duplicate key wins; lines
+// before the first section, without '=', or in a malformed "[..." header's section are
+// ignored; indented lines (nested settings such as "s3 =\n  addressing_style = path") are
+// skipped. Pure: any text parses (fuzzed).
 using IniFile = std::map<std::string, std::map<std::string, std::string>>;
-// Empty when the file does not exist or cannot be read.
+IniFile ParseIni(std::string_view text);
+// ParseIni of the file; empty when the file does not exist or cannot be read.
 IniFile ReadIniFile(const std::string& path);
 // The section of `profile` in the config file: "[profile name]", or "[default]".
 const std::map<std::string, std::string>* ConfigProfile(const IniFile& config,
                                                         const std::string& profile);
 
+// `text` with every occurrence of the secret access key and the session token of
+// `credentials` replaced by "[redacted]" (a last guard for messages built from responses).
+std::string RedactSecrets(std::string text, const AwsCredentials& credentials);
+
 // "2017-05-17T15:09:54Z" (fractions and "+00:00" accepted) -> time point.
 std::optional<std::chrono::system_clock::time_point> ParseIso8601(std::string_view text);
+
+// ---- STS AssumeRole -------------------------------------------------------------------------
+
+struct AssumeRoleRequest {
+  std::string role_arn;
+  std::string session_name;
+  std::string external_id;   // "" = none
+  int duration_seconds = 0;  // 0 = STS's default (one hour)
+  // "https://sts.<region>.amazonaws.com" or a custom endpoint (scheme://host[:port][/path]).
+  std::string endpoint;
+  std::string region;   // the signing region
+  std::string profile;  // the profile that names the role, for messages
+};
+
+// The STS endpoint for a role profile: $AWS_ENDPOINT_URL_STS, else $AWS_ENDPOINT_URL, else
+// the profile's `sts_endpoint_url`, else its `endpoint_url`, else
+// https://sts.<region>.amazonaws.com.
+std::string StsEndpoint(const std::map<std::string, std::string>& profile,
+                        const std::string& region);
+
+// One STS AssumeRole call (POST, form body, SigV4 for service "sts") signed with `source`;
+// tried up to 3 times on transient failures (HTTP 5xx, throttling, connection errors).
+// Errors are kIOError (kInvalidArgument for a malformed endpoint) and name the role, the
+// profile, the endpoint, the HTTP status, STS's code and message and the source identity
+// (redacted); they never contain a secret.
+Result<AwsCredentials> AssumeRole(HttpClient& http, const AssumeRoleRequest& request,
+                                  const AwsCredentials& source);
 
 // ---- The client ----------------------------------------------------------------------------
 
@@ -55,6 +92,9 @@ struct S3Request {
   uint64_t max_response_bytes = 64ull << 20;
   // CompleteMultipartUpload may answer 200 with an <Error> document.
   bool error_in_ok_body = false;
+  // Non-2xx statuses that are answers rather than failures (412 to a conditional PUT):
+  // returned as a response at once, without retries.
+  std::vector<int> answer_statuses;
   // The location named in messages, e.g. "s3://bucket/prefix"; default s3://bucket/key.
   std::string location;
 
@@ -102,6 +142,7 @@ struct S3Client::Impl {
                      const std::function<Status(const ObjectInfo&)>& visit);
   Result<std::vector<uint8_t>> GetObject(const S3Url& url);
   Status PutObject(const S3Url& url, std::string_view bytes);
+  Result<bool> PutObjectIfAbsent(const S3Url& url, std::string_view bytes);
   Status UploadFile(const std::string& local_path, const S3Url& url);
   Status DownloadFile(const S3Url& url, const std::string& local_path);
   Result<bool> ObjectExists(const S3Url& url);
@@ -124,6 +165,9 @@ struct S3Client::Impl {
 
  private:
   std::string RegionFor(const std::string& bucket);
+  // The Status for a request that failed with `error` after `attempts` attempts: its code
+  // from the HTTP status and S3 code, a message naming the operation, the location and
+  // the credentials' redacted identity (when given), with their secrets redacted.
   Status ErrorStatus(const s3internal::S3Request& request, const S3Error& error, int attempts,
                      const AwsCredentials* credentials) const;
 };

@@ -1,6 +1,4 @@
 // Listing and reading: ListObjectsV2 pages, GetObject, and the Storage over a prefix.
-#include <cstdlib>
-
 #include "orchard/s3.h"
 #include "storage/s3_internal.h"
 
@@ -8,8 +6,6 @@ namespace orchard {
 
 using s3internal::HttpResponse;
 using s3internal::S3Request;
-using s3internal::XmlElement;
-using s3internal::XmlUnescape;
 
 Status S3Client::Impl::ListObjects(const std::string& bucket, const std::string& prefix,
                                    const std::function<Status(const ObjectInfo&)>& visit) {
@@ -29,36 +25,12 @@ Status S3Client::Impl::ListObjects(const std::string& bucket, const std::string&
     if (!token.empty()) r.query.emplace_back("continuation-token", token);
     ORCHARD_ASSIGN_OR_RETURN(HttpResponse response, Send(r));
 
-    const std::string_view xml = response.BodyText();
-    const auto root = XmlElement(xml, "ListBucketResult");
-    if (!root.has_value()) {
-      return Status::CorruptData("ListObjectsV2 " + location +
-                                 ": the response is not a ListBucketResult");
+    Result<s3internal::ListPage> page = s3internal::ParseListObjectsV2(response.BodyText());
+    if (!page.ok()) {
+      return Status(page.status().code(),
+                    "ListObjectsV2 " + location + ": " + page.status().message());
     }
-    // With encoding-type=url, keys come percent-encoded (spaces as '+'), which also keeps
-    // characters XML 1.0 cannot carry. A store that ignores the request sends plain XML
-    // text, which is only entity-decoded.
-    const auto encoding = XmlElement(*root, "EncodingType");
-    const bool url_encoded = encoding.has_value() && *encoding == "url";
-    size_t pos = 0;
-    while (const auto contents = XmlElement(*root, "Contents", &pos)) {
-      const auto raw_key = XmlElement(*contents, "Key");
-      const auto raw_size = XmlElement(*contents, "Size");
-      const auto raw_etag = XmlElement(*contents, "ETag");
-      if (!raw_key.has_value()) {
-        return Status::CorruptData("ListObjectsV2 " + location + ": an entry without <Key>");
-      }
-      ObjectInfo info;
-      info.key = XmlUnescape(*raw_key);
-      if (url_encoded) info.key = sigv4::UriDecode(info.key, /*plus_as_space=*/true);
-      info.size =
-          raw_size.has_value() ? std::strtoull(std::string(*raw_size).c_str(), nullptr, 10) : 0;
-      if (raw_etag.has_value()) {
-        info.etag = XmlUnescape(*raw_etag);
-        if (info.etag.size() >= 2 && info.etag.front() == '"' && info.etag.back() == '"') {
-          info.etag = info.etag.substr(1, info.etag.size() - 2);
-        }
-      }
+    for (const ObjectInfo& info : page->objects) {
       // S3 lists in byte order; anything else means a broken store or a repeated page, and
       // continuing could loop forever or break the promised order.
       if (any && info.key <= last_key) {
@@ -69,15 +41,12 @@ Status S3Client::Impl::ListObjects(const std::string& bucket, const std::string&
       last_key = info.key;
       ORCHARD_RETURN_NOT_OK(visit(info));
     }
-    const auto truncated = XmlElement(*root, "IsTruncated");
-    if (!truncated.has_value() || *truncated != "true") return Status::OK();
-    const auto next = XmlElement(*root, "NextContinuationToken");
-    const std::string next_token = next.has_value() ? XmlUnescape(*next) : "";
-    if (next_token.empty() || next_token == token) {
+    if (!page->is_truncated) return Status::OK();
+    if (page->next_continuation_token == token) {
       return Status::CorruptData("ListObjectsV2 " + location +
-                                 ": truncated page without a new continuation token");
+                                 ": a truncated page repeats the previous continuation token");
     }
-    token = next_token;
+    token = std::move(page->next_continuation_token);
   }
 }
 
@@ -117,6 +86,10 @@ class S3Storage : public Storage {
 
   Status Write(const std::string& key, std::string_view bytes) override {
     return client_->PutObject(S3Url{bucket_, prefix_ + key}, bytes);
+  }
+
+  Result<bool> CreateIfAbsent(const std::string& key, std::string_view bytes) override {
+    return client_->PutObjectIfAbsent(S3Url{bucket_, prefix_ + key}, bytes);
   }
 
   Status Delete(const std::string& key) override {

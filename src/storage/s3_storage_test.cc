@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -587,6 +589,70 @@ TEST_F(S3ServerTest, ExistsAndDelete) {
   EXPECT_EQ(Text(*GetObject(url.ToString(), AdminOptions())), "again");
 }
 
+// Exactly one of `writers` threads racing for each of `rounds` keys wins, and the stored
+// bytes are the winner's token.
+void ExpectOneWinnerPerKey(Storage& storage, const std::string& prefix, int rounds, int writers) {
+  for (int round = 0; round < rounds; ++round) {
+    const std::string key = prefix + std::to_string(round);
+    std::atomic<int> ready{0};
+    std::vector<int> won(writers, 0);
+    std::vector<std::thread> threads;
+    for (int w = 0; w < writers; ++w) {
+      threads.emplace_back([&, w] {
+        ++ready;
+        while (ready.load() < writers) std::this_thread::yield();
+        auto created = storage.CreateIfAbsent(key, "writer-" + std::to_string(w));
+        if (!created.ok()) {
+          ADD_FAILURE() << created.status().ToString();
+          return;
+        }
+        won[w] = *created ? 1 : 0;
+      });
+    }
+    for (auto& t : threads) t.join();
+    int winners = 0;
+    int winner = -1;
+    for (int w = 0; w < writers; ++w) {
+      if (won[w] != 0) {
+        ++winners;
+        winner = w;
+      }
+    }
+    ASSERT_EQ(winners, 1) << key;
+    auto stored = storage.Read(key);
+    ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+    EXPECT_EQ(Text(*stored), "writer-" + std::to_string(winner)) << key;
+  }
+}
+
+TEST_F(S3ServerTest, CreateIfAbsentCreatesOnceAndRacingWritersHaveOneWinner) {
+  auto storage = OpenS3Storage(Url("cia"), *client_);
+  ASSERT_TRUE(storage.ok());
+  auto first = (*storage)->CreateIfAbsent("run.lock", "token-A");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_TRUE(*first);
+  auto second = (*storage)->CreateIfAbsent("run.lock", "token-B");
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_FALSE(*second);
+  EXPECT_EQ(Text(*(*storage)->Read("run.lock")), "token-A");
+  ExpectOneWinnerPerKey(**storage, "race/", 10, 4);
+}
+
+TEST_F(S3ServerTest, SeaweedFsHonoursIfNoneMatch) {
+  // The raw conditional PUT, without CreateIfAbsent's HEAD and read-back: a store that
+  // ignored the header would answer 200 and overwrite.
+  ASSERT_TRUE(client().PutObject({bucket(), "inm/k"}, "first").ok());
+  s3internal::S3Request r =
+      s3internal::S3Request::ForObject("PutObject", "PUT", {bucket(), "inm/k"});
+  r.headers = {{"If-None-Match", "*"}};
+  r.body = "second";
+  r.answer_statuses = {412};
+  auto response = client().impl()->Send(r);
+  ASSERT_TRUE(response.ok()) << response.status().ToString();
+  EXPECT_EQ(response->status, 412);
+  EXPECT_EQ(Text(*client().GetObject({bucket(), "inm/k"})), "first");
+}
+
 // ---- Through the fault proxy ---------------------------------------------------------------
 
 std::string PythonForTests() {
@@ -768,28 +834,255 @@ TEST(S3ListParsingTest, BrokenServersAreReportedNotLoopedOn) {
   }
 }
 
-TEST(S3XmlTest, ElementsAndEntities) {
-  using s3internal::XmlElement;
-  const std::string xml = "<R><KeyCount>2</KeyCount><Key>a&amp;b</Key><Empty/><Key>c</Key></R>";
-  size_t pos = 0;
-  EXPECT_EQ(*XmlElement(xml, "Key", &pos), "a&amp;b");
-  EXPECT_EQ(*XmlElement(xml, "Key", &pos), "c");
-  EXPECT_FALSE(XmlElement(xml, "Key", &pos).has_value());
-  EXPECT_EQ(*XmlElement(xml, "KeyCount"), "2");
-  EXPECT_EQ(*XmlElement(xml, "Empty"), "");
-  EXPECT_EQ(*XmlElement("<A x=\"1\">v</A>", "A"), "v");
-  EXPECT_EQ(s3internal::XmlUnescape("&lt;&gt;&amp;&quot;&apos;&#65;&#x42;&#xE9;&bogus;&"),
-            "<>&\"'AB\xC3\xA9&bogus;&");
-  EXPECT_EQ(s3internal::XmlEscape("<a&\"b'>"), "&lt;a&amp;&quot;b&apos;&gt;");
-  S3Error e;
-  EXPECT_TRUE(s3internal::ParseS3ErrorBody(
-      "<?xml?><Error><Code>NoSuchKey</Code><Message>gone &amp; lost</Message>"
-      "<Key>k</Key><RequestId>R1</RequestId></Error>",
-      &e));
-  EXPECT_EQ(e.code, "NoSuchKey");
-  EXPECT_EQ(e.message, "gone & lost");
-  EXPECT_EQ(e.request_id, "R1");
-  EXPECT_FALSE(s3internal::ParseS3ErrorBody("not xml", &e));
+TEST(S3ListParsingTest, MalformedEntriesNameTheListing) {
+  testing::FakeHttpServer server([](const testing::FakeRequest&) {
+    return testing::FakeResponse::Ok(
+        "<ListBucketResult><Contents><Key>p/a</Key><Size>-5</Size></Contents>"
+        "</ListBucketResult>");
+  });
+  Status st;
+  ListKeys(server.endpoint(), &st);
+  EXPECT_EQ(st.code(), StatusCode::kCorruptData) << st.ToString();
+  EXPECT_NE(st.message().find("ListObjectsV2 s3://bucket/p/: "), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("'p/a' has a <Size> that is negative"), std::string::npos)
+      << st.message();
+}
+
+// ---- Error bodies, against a fake server --------------------------------------------------
+
+constexpr char kSecret[] = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY";
+constexpr char kToken[] = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKENxyz";
+
+S3Options FakeOptions(const std::string& endpoint) {
+  S3Options o = OptionsFor(endpoint, "us-east-1", "AKIDFAKEFAKEFAKE", kSecret);
+  AwsCredentials c;
+  c.access_key_id = "AKIDFAKEFAKEFAKE";
+  c.secret_access_key = kSecret;
+  c.session_token = kToken;
+  c.source = "test";
+  o.credentials = MakeStaticCredentialsProvider(c);
+  o.max_attempts = 2;
+  return o;
+}
+
+Status GetFrom(const testing::FakeHttpServer& server) {
+  auto client = S3Client::Make(FakeOptions(server.endpoint()));
+  EXPECT_TRUE(client.ok());
+  return (*client)->GetObject({"bucket", "k.jpg"}).status();
+}
+
+TEST(S3ErrorBodyTest, S3ErrorDocumentsGiveCodeMessageAndRequestId) {
+  testing::FakeHttpServer server([](const testing::FakeRequest&) {
+    return testing::FakeResponse::S3Error(403, "AccessDenied", "Access Denied");
+  });
+  const Status st = GetFrom(server);
+  EXPECT_EQ(st.code(), StatusCode::kIOError);
+  EXPECT_NE(st.message().find("permission denied: GetObject s3://bucket/k.jpg (HTTP 403 "
+                              "AccessDenied: Access Denied (request id FAKE123))"),
+            std::string::npos)
+      << st.message();
+  EXPECT_EQ(server.requests(), 1);  // not retried
+}
+
+TEST(S3ErrorBodyTest, AProxyPageGivesTheStatusAndAShortSanitisedExcerpt) {
+  // A proxy's HTML error page that echoes the request headers, secrets included.
+  testing::FakeHttpServer server([](const testing::FakeRequest& r) {
+    testing::FakeResponse response;
+    response.status = 502;
+    response.headers = {{"Content-Type", "text/html"}};
+    response.body =
+        "<html><head><title>502 Bad Gateway</title></head><body>\n<h1>Bad Gateway"
+        "</h1><pre>x-amz-security-token: " +
+        r.Header("x-amz-security-token") + "\nsecret " + kSecret + "\n</pre>" +
+        std::string(3000, ' ') + "<p>proxy</p>" + std::string(2000, 'z') + "</body></html>";
+    return response;
+  });
+  const Status st = GetFrom(server);
+  EXPECT_EQ(st.code(), StatusCode::kIOError);
+  EXPECT_NE(st.message().find("GetObject s3://bucket/k.jpg failed: HTTP 502: unexpected response "
+                              "\"502 Bad Gateway Bad Gateway x-amz-security-token: [redacted]"),
+            std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("gave up after 2 attempts"), std::string::npos) << st.message();
+  EXPECT_EQ(st.message().find(kSecret), std::string::npos) << st.message();
+  EXPECT_EQ(st.message().find(kToken), std::string::npos) << st.message();
+  EXPECT_LT(st.message().size(), 600u) << st.message();
+}
+
+TEST(S3ErrorBodyTest, ShortSecretsEchoedInPlainTextAreRedactedToo) {
+  // Below the length at which token-like runs are redacted, the client still removes its
+  // own secret and token from whatever the server says.
+  testing::FakeHttpServer server([](const testing::FakeRequest&) {
+    testing::FakeResponse response;
+    response.status = 403;
+    response.body = std::string("denied for ") + kSecret + " / " + kToken + " by proxy";
+    return response;
+  });
+  const Status st = GetFrom(server);
+  EXPECT_NE(st.message().find("permission denied: GetObject s3://bucket/k.jpg (HTTP 403: "
+                              "unexpected response \"denied for "),
+            std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("by proxy"), std::string::npos) << st.message();
+  EXPECT_EQ(st.message().find(kSecret), std::string::npos) << st.message();
+  EXPECT_EQ(st.message().find(kToken), std::string::npos) << st.message();
+}
+
+// ---- Conditional create, against a fake S3 -----------------------------------------------
+
+// A tiny S3 (HEAD, GET, PUT of objects) that honours If-None-Match unless told not to, and
+// can answer the first `conflicts` conditional PUTs with 409 ConditionalRequestConflict.
+struct FakeS3 {
+  std::mutex mu;
+  std::map<std::string, std::string> objects;
+  bool honour_if_none_match = true;
+  int conflicts = 0;
+  std::atomic<int> conditional_puts{0};
+  // Called between the PUT and the read-back GET, to let "another writer" in.
+  std::function<void(const std::string& path)> after_put;
+
+  testing::FakeResponse operator()(const testing::FakeRequest& r) {
+    const std::string path = r.Path();
+    std::unique_lock<std::mutex> lock(mu);
+    auto it = objects.find(path);
+    if (r.method == "HEAD" || r.method == "GET") {
+      if (it == objects.end()) return testing::FakeResponse::S3Error(404, "NoSuchKey", "no");
+      return testing::FakeResponse::Ok(it->second);
+    }
+    if (r.method == "PUT") {
+      if (r.Header("if-none-match") == "*") {
+        ++conditional_puts;
+        if (conflicts > 0) {
+          --conflicts;
+          return testing::FakeResponse::S3Error(409, "ConditionalRequestConflict", "retry");
+        }
+        if (honour_if_none_match && it != objects.end()) {
+          return testing::FakeResponse::S3Error(412, "PreconditionFailed", "exists");
+        }
+      }
+      objects[path] = r.body;
+      if (after_put) {
+        lock.unlock();
+        after_put(path);
+      }
+      return testing::FakeResponse::Ok("");
+    }
+    return testing::FakeResponse::S3Error(405, "MethodNotAllowed", r.method);
+  }
+};
+
+class S3CreateIfAbsentFakeTest : public ::testing::Test {
+ protected:
+  Storage& storage() {
+    if (!storage_) {
+      auto client = S3Client::Make(FakeOptions(server_.endpoint()));
+      EXPECT_TRUE(client.ok());
+      auto storage = OpenS3Storage("s3://bucket/locks", *client);
+      EXPECT_TRUE(storage.ok());
+      storage_ = std::move(*storage);
+    }
+    return *storage_;
+  }
+  std::shared_ptr<FakeS3> s3_ = std::make_shared<FakeS3>();
+  testing::FakeHttpServer server_{[s3 = s3_](const testing::FakeRequest& r) { return (*s3)(r); }};
+  std::unique_ptr<Storage> storage_;
+};
+
+TEST_F(S3CreateIfAbsentFakeTest, SendsIfNoneMatchAndReadsBack) {
+  auto created = storage().CreateIfAbsent("run.lock", "token-A");
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_TRUE(*created);
+  const auto requests = server_.received();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0].method, "HEAD");
+  EXPECT_EQ(requests[1].method, "PUT");
+  EXPECT_EQ(requests[1].Path(), "/bucket/locks/run.lock");
+  EXPECT_EQ(requests[1].Header("if-none-match"), "*");
+  // The condition is signed, so a proxy cannot strip it unnoticed.
+  EXPECT_NE(requests[1].Header("authorization").find("if-none-match"), std::string::npos);
+  EXPECT_EQ(requests[2].method, "GET");
+
+  auto again = storage().CreateIfAbsent("run.lock", "token-B");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  EXPECT_EQ(s3_->objects["/bucket/locks/run.lock"], "token-A");
+}
+
+TEST_F(S3CreateIfAbsentFakeTest, PreconditionFailedMeansAnotherWriterWon) {
+  // The object appears between the HEAD and the PUT: the server's 412 decides.
+  s3_->objects.clear();
+  std::atomic<bool> planted{false};
+  testing::FakeHttpServer racing([s3 = s3_, &planted](const testing::FakeRequest& r) {
+    if (r.method == "PUT" && !planted.exchange(true)) {
+      std::lock_guard<std::mutex> lock(s3->mu);
+      s3->objects[r.Path()] = "the other writer";
+    }
+    return (*s3)(r);
+  });
+  auto client = S3Client::Make(FakeOptions(racing.endpoint()));
+  ASSERT_TRUE(client.ok());
+  auto created = (*client)->PutObjectIfAbsent({"bucket", "k"}, "mine");
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_FALSE(*created);
+  EXPECT_EQ(s3_->objects["/bucket/k"], "the other writer");
+}
+
+TEST_F(S3CreateIfAbsentFakeTest, ConditionalRequestConflictIsRetriedOnceThenLost) {
+  s3_->conflicts = 1;
+  auto created = storage().CreateIfAbsent("a.lock", "token-A");
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_TRUE(*created);
+  EXPECT_EQ(s3_->conditional_puts.load(), 2);
+
+  s3_->conflicts = 2;
+  s3_->conditional_puts = 0;
+  auto lost = storage().CreateIfAbsent("b.lock", "token-B");
+  ASSERT_TRUE(lost.ok()) << lost.status().ToString();
+  EXPECT_FALSE(*lost);
+  EXPECT_EQ(s3_->conditional_puts.load(), 2);
+  EXPECT_EQ(s3_->objects.count("/bucket/locks/b.lock"), 0u);
+}
+
+TEST_F(S3CreateIfAbsentFakeTest, AStoreThatIgnoresIfNoneMatchIsCaughtByTheChecks) {
+  s3_->honour_if_none_match = false;
+  // Sequential writers: the HEAD sees the first writer's object, which is not overwritten.
+  ASSERT_TRUE(*storage().CreateIfAbsent("run.lock", "token-A"));
+  auto second = storage().CreateIfAbsent("run.lock", "token-B");
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(*second);
+  EXPECT_EQ(s3_->objects["/bucket/locks/run.lock"], "token-A");
+  // A writer that raced past the HEAD overwrites ours before we read back: we lost.
+  s3_->after_put = [s3 = s3_](const std::string& path) {
+    std::lock_guard<std::mutex> lock(s3->mu);
+    s3->objects[path] = "token-C";
+  };
+  auto raced = storage().CreateIfAbsent("other.lock", "token-D");
+  ASSERT_TRUE(raced.ok());
+  EXPECT_FALSE(*raced);
+}
+
+TEST_F(S3CreateIfAbsentFakeTest, OtherFailuresAreErrors) {
+  testing::FakeHttpServer denied([](const testing::FakeRequest& r) {
+    if (r.method == "HEAD") return testing::FakeResponse::S3Error(404, "NoSuchKey", "no");
+    return testing::FakeResponse::S3Error(403, "AccessDenied", "Access Denied");
+  });
+  auto client = S3Client::Make(FakeOptions(denied.endpoint()));
+  ASSERT_TRUE(client.ok());
+  auto st = (*client)->PutObjectIfAbsent({"bucket", "k"}, "x");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().code(), StatusCode::kIOError);
+  EXPECT_NE(st.status().message().find("AccessDenied"), std::string::npos);
+
+  testing::FakeHttpServer other_conflict([](const testing::FakeRequest& r) {
+    if (r.method == "HEAD") return testing::FakeResponse::S3Error(404, "NoSuchKey", "no");
+    return testing::FakeResponse::S3Error(409, "OperationAborted", "busy bucket");
+  });
+  client = S3Client::Make(FakeOptions(other_conflict.endpoint()));
+  ASSERT_TRUE(client.ok());
+  st = (*client)->PutObjectIfAbsent({"bucket", "k"}, "x");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.status().message().find("HTTP 409 OperationAborted"), std::string::npos)
+      << st.status().message();
 }
 
 // ---- moto: a second S3 implementation --------------------------------------------------------
@@ -823,6 +1116,14 @@ TEST(S3MotoTest, PaginationAndAwkwardKeys) {
                                 })
                   .ok());
   EXPECT_EQ(listed, keys);
+
+  // Conditional create: moto honours If-None-Match too.
+  auto storage = OpenS3Storage("s3://" + bucket + "/cia", *client);
+  ASSERT_TRUE(storage.ok());
+  EXPECT_TRUE(*(*storage)->CreateIfAbsent("run.lock", "token-A"));
+  EXPECT_FALSE(*(*storage)->CreateIfAbsent("run.lock", "token-B"));
+  ExpectOneWinnerPerKey(**storage, "race/", 5, 4);
+
   for (const std::string& k :
        {keys.front(), keys.back(), std::string("p/double//slash.jpg"),
         std::string("p/dot/./seg.jpg"), std::string("p/dotdot/../seg.jpg")}) {

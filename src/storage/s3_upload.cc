@@ -84,17 +84,55 @@ Status S3Client::Impl::PutSingle(const S3Url& url, std::string_view bytes) {
   return response.ok() ? Status::OK() : response.status();
 }
 
+Result<bool> S3Client::Impl::PutObjectIfAbsent(const S3Url& url, std::string_view bytes) {
+  if (bytes.size() > kMaxPartSize) {
+    return Status::InvalidArgument("PutObject " + url.ToString() +
+                                   ": a conditional PUT is limited to 5 GiB");
+  }
+  // An existing object means another writer won. Checking first also keeps a store that
+  // ignores If-None-Match from overwriting it.
+  ORCHARD_ASSIGN_OR_RETURN(const bool exists, ObjectExists(url));
+  if (exists) return false;
+  for (int attempt = 1;; ++attempt) {
+    S3Request r = S3Request::ForObject("PutObject (If-None-Match)", "PUT", url);
+    r.headers = {{"Content-Type", "application/octet-stream"}, {"If-None-Match", "*"}};
+    r.body = bytes;
+    r.answer_statuses = {409, 412};
+    ORCHARD_ASSIGN_OR_RETURN(HttpResponse response, Send(r));
+    if (response.status == 412) return false;  // PreconditionFailed: the key exists
+    if (response.status != 409) break;
+    S3Error error;
+    error.http_status = 409;
+    s3internal::ParseS3ErrorBody(response.BodyText(), &error);
+    // A concurrent conditional write to the same key: S3 asks to retry; a second conflict
+    // means the other writer is still at it, and it wins.
+    if (error.code != "ConditionalRequestConflict") return ErrorStatus(r, error, attempt, nullptr);
+    if (attempt >= 2) return false;
+  }
+  // Read back: on a store that ignores If-None-Match, a writer that raced past the check
+  // above may have replaced the object; only the writer whose bytes are there has won.
+  Result<std::vector<uint8_t>> stored = GetObject(url);
+  if (!stored.ok()) {
+    if (stored.status().code() == StatusCode::kNotFound) return false;  // deleted since
+    return stored.status();
+  }
+  return stored->size() == bytes.size() &&
+         std::equal(stored->begin(), stored->end(), bytes.begin(),
+                    [](uint8_t a, char b) { return a == static_cast<uint8_t>(b); });
+}
+
 Result<std::string> S3Client::Impl::CreateMultipartUpload(const S3Url& url) {
   S3Request create = S3Request::ForObject("CreateMultipartUpload", "POST", url);
   create.query = {{"uploads", ""}};
   create.headers = {{"Content-Type", "application/octet-stream"}};
   ORCHARD_ASSIGN_OR_RETURN(HttpResponse created, Send(create));
-  const auto upload_id_xml = s3internal::XmlElement(created.BodyText(), "UploadId");
-  if (!upload_id_xml.has_value() || upload_id_xml->empty()) {
-    return Status::CorruptData("CreateMultipartUpload " + url.ToString() +
-                               ": no UploadId in the response");
+  Result<std::string> upload_id =
+      s3internal::ParseInitiateMultipartUploadResult(created.BodyText());
+  if (!upload_id.ok()) {
+    return Status(upload_id.status().code(),
+                  "CreateMultipartUpload " + url.ToString() + ": " + upload_id.status().message());
   }
-  return s3internal::XmlUnescape(*upload_id_xml);
+  return upload_id;
 }
 
 Status S3Client::Impl::AbortMultipartUpload(const S3Url& url, const std::string& upload_id) {
@@ -196,12 +234,7 @@ Status S3Client::Impl::PutMultipart(const S3Url& url, uint64_t size, const PartR
   if (!first_error.ok()) return abort(first_error);
 
   // 3. Complete. S3 may answer 200 with an <Error> body, which Send() treats as a failure.
-  std::string xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">";
-  for (uint64_t i = 0; i < parts; ++i) {
-    xml += "<Part><PartNumber>" + std::to_string(i + 1) + "</PartNumber><ETag>" +
-           s3internal::XmlEscape(etags[i]) + "</ETag></Part>";
-  }
-  xml += "</CompleteMultipartUpload>";
+  const std::string xml = s3internal::CompleteMultipartUploadBody(etags);
   S3Request complete = S3Request::ForObject("CompleteMultipartUpload", "POST", url);
   complete.query = {{"uploadId", upload_id}};
   complete.headers = {{"Content-Type", "application/xml"}};
@@ -250,13 +283,11 @@ Result<std::vector<std::string>> S3Client::Impl::ListMultipartUploads(const std:
   r.query = {{"uploads", ""}};
   if (!prefix.empty()) r.query.emplace_back("prefix", prefix);
   ORCHARD_ASSIGN_OR_RETURN(HttpResponse response, Send(r));
-  std::vector<std::string> ids;
-  size_t pos = 0;
-  const std::string_view xml = response.BodyText();
-  while (const auto upload = s3internal::XmlElement(xml, "Upload", &pos)) {
-    if (const auto id = s3internal::XmlElement(*upload, "UploadId")) {
-      ids.push_back(s3internal::XmlUnescape(*id));
-    }
+  Result<std::vector<std::string>> ids =
+      s3internal::ParseListMultipartUploadsResult(response.BodyText());
+  if (!ids.ok()) {
+    return Status(ids.status().code(),
+                  "ListMultipartUploads " + r.location + ": " + ids.status().message());
   }
   return ids;
 }

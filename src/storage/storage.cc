@@ -2,6 +2,8 @@
 // the write side for read-only storages.
 #include "orchard/storage.h"
 
+#include <algorithm>
+
 namespace orchard {
 
 std::string ContentIdentity(const ObjectInfo& info) {
@@ -20,10 +22,23 @@ Status Storage::Write(const std::string& key, std::string_view) {
   return Status::Unsupported("cannot write " + Describe(key) + ": this storage is read-only");
 }
 
+Result<bool> Storage::CreateIfAbsent(const std::string& key, std::string_view) {
+  return Status::Unsupported("cannot create " + Describe(key) +
+                             " if absent: this storage does not support it");
+}
+
 Status Storage::Delete(const std::string& key) {
   return Status::Unsupported("cannot delete " + Describe(key) + ": this storage is read-only");
 }
 
 std::string Storage::LocalPath(const std::string&) const { return ""; }
+
+Result<std::vector<uint8_t>> Storage::ReadChecked(const std::string& key, size_t prefix_bytes,
+                                                  const PrefixCheck& check) {
+  ORCHARD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, Read(key));
+  const std::span<const uint8_t> all(bytes);
+  ORCHARD_RETURN_NOT_OK(check(all.first(std::min(prefix_bytes, all.size())), all.size()));
+  return bytes;
+}
 
 }  // namespace orchard

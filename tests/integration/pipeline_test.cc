@@ -170,6 +170,28 @@ TEST_F(PipelineTest, BadOptionsAndModelsFailBeforeAnyWork) {
   EXPECT_FALSE(fs::exists(dir.path() / "out/features.csv"));
 }
 
+// An exception in a worker thread never ends the process: its batch's images become error
+// rows and the run goes on.
+TEST_F(PipelineTest, AnExceptionInAWorkerThreadFailsItsImagesNotTheProcess) {
+  ScratchDir dir;
+  testing::MakeFruitsInput(dir.path() / "in", 2, false);  // 10 images
+  auto options = Options(dir.path() / "in", dir.path() / "out");
+  options.backend = testing::ThrowingBackend();
+  options.pca_components = 2;
+  options.batch = 2;
+  options.threads = 1;
+  options.parallel_runs = 1;
+  auto summary = RunPipeline(options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->processed, 8);
+  EXPECT_EQ(summary->failed, 2);
+  const auto errors = ReadCsv(dir.path() / "out/errors.csv");
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(errors[1][1], "extract");
+  EXPECT_NE(errors[1][2].find("library failure inside a worker thread"), std::string::npos)
+      << errors[1][2];
+}
+
 TEST_F(PipelineTest, MoreComponentsThanTheImagesCanGiveAreKeptToTheRankWithAWarning) {
   ScratchDir dir;
   testing::MakeFruitsInput(dir.path() / "in", 1, false);  // 5 images: 4 directions

@@ -273,3 +273,47 @@ def test_ctrl_c_stops_orchard_run_in_python_within_seconds_even_while_s3_stalls(
     stdout, stderr = run.communicate(timeout=30)
     assert time.monotonic() - start < 5, f"took {time.monotonic() - start:.1f} s to stop"
     assert run.returncode == 7 and "KeyboardInterrupt" in stdout, (stdout, stderr)
+
+
+def test_an_s3_output_in_use_by_another_run_is_refused_and_a_stale_lock_taken_over(
+    build_dir: Path, s3_server: s3fx.S3TestConfig, s3_client: Any, fruits_bucket: FruitsBucket,
+    s3_bucket: str, tmp_path: Path,
+) -> None:
+    """The lease object _orchard/lock (created with If-None-Match: *): a live holder on another
+    machine refuses the run and nothing is written; one silent for longer than its lease, or a
+    dead process of this machine, is taken over with a warning; the run removes its lease."""
+    import json
+    import socket
+    import time
+
+    for key in [k for k in fruits_bucket.keys if "/Test/" in k][:6]:
+        s3_client.copy_object(Bucket=s3_bucket, Key="in/" + key.split("/Test/", 1)[1],
+                              CopySource={"Bucket": fruits_bucket.bucket, "Key": key})
+    env = _env(s3_server, tmp_path)
+    common = ["run", "-q", "--s3-endpoint", s3_server.endpoint, "--input", f"s3://{s3_bucket}/in",
+              "--output", f"s3://{s3_bucket}/out", "--pca-components", "2"]
+
+    def put_lease(host: str, pid: int, renewed_ago: int) -> None:
+        lease = {"token": "other-run", "host": host, "pid": pid,
+                 "renewed": int(time.time()) - renewed_ago, "lease_seconds": 120}
+        s3_client.put_object(Bucket=s3_bucket, Key="out/_orchard/lock", Body=json.dumps(lease).encode())
+
+    put_lease("worker-7", 4242, 5)
+    busy = _orchard(build_dir, env, *common)
+    assert busy.returncode == 1, busy.stderr
+    assert "is in use by another orchard run (pid 4242 on worker-7" in busy.stderr, busy.stderr
+    assert s3fx.list_keys(s3_client, s3_bucket, "out/") == ["out/_orchard/lock"]
+
+    put_lease("worker-7", 4242, 600)
+    stale = _orchard(build_dir, env, *common)
+    assert stale.returncode == 0, stale.stderr
+    assert "took over the lock" in stale.stderr and "has not renewed it for 6" in stale.stderr
+    keys = s3fx.list_keys(s3_client, s3_bucket, "out/")
+    assert "out/manifest.json" in keys and "out/_orchard/lock" not in keys
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    put_lease(socket.gethostname(), dead.pid, 0)
+    resumed = _orchard(build_dir, env, *common[:1], "--resume", *common[1:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "on this machine) has ended" in resumed.stderr, resumed.stderr

@@ -7,7 +7,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
+#include <new>
 
 #include "commands.h"
 #include "orchard/cpu.h"
@@ -81,13 +83,22 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  if (*models) return orchard::cli::ListModelsCommand();
-  if (*ls) return orchard::cli::LsCommand(ls_location, ls_endpoint);
-  if (*inspect) return orchard::cli::InspectCommand(inspect_dir);
+  // The core reports errors as Status; an exception reaching here is a bug or an allocation
+  // that failed outside a guarded place: one line and exit 1, not an abort and a core dump.
+  try {
+    if (*models) return orchard::cli::ListModelsCommand();
+    if (*ls) return orchard::cli::LsCommand(ls_location, ls_endpoint);
+    if (*inspect) return orchard::cli::InspectCommand(inspect_dir);
 
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  options.cancel = &g_cancel;
-  if (*update) options.mode = orchard::OutputMode::kUpdate;
-  return orchard::cli::RunCommand(options, flags);
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGTERM, OnSignal);
+    options.cancel = &g_cancel;
+    if (*update) options.mode = orchard::OutputMode::kUpdate;
+    return orchard::cli::RunCommand(options, flags);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "orchard: out of memory\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "orchard: internal error: %s\n", e.what());
+  }
+  return 1;
 }
