@@ -51,7 +51,10 @@ Result<S3Url> ParseS3Url(const std::string& url) {
   valid = valid && b.front() != '.' && b.front() != '-' && b.back() != '.' && b.back() != '-';
   if (!valid) {
     return Status::InvalidArgument("invalid bucket name '" + b + "' in '" + url +
-                                   "' (3-63 characters: letters, digits, '.', '-')");
+                                   "' (bucket names are 3-63 lower-case letters, digits, '.' "
+                                   "and '-', not starting or ending with '.' or '-'; buckets "
+                                   "made in us-east-1 before 2018 may also have upper case "
+                                   "and '_', up to 255 characters)");
   }
   return out;
 }
