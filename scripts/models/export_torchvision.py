@@ -10,13 +10,20 @@ well as 224x224).
 
 Weights (--weights):
   imagenet  torchvision's IMAGENET1K_V1 checkpoint, read from the local torch hub cache
-            (~/.cache/torch/hub/checkpoints); this machine cannot download it, so a missing
-            file is an error that says where to put it, never a silent fallback.
+            (~/.cache/torch/hub/checkpoints) and checked against the full sha256 pinned in
+            IMAGENET_CHECKPOINTS. Without --download a missing file is an error that says
+            where to put it, never a silent fallback.
   random    torch.manual_seed(--seed) then torchvision's own init: deterministic, useful for
             tests and benchmarks only; the sidecar says "weights": "random" and a WARNING is
             printed (the engine warns on every run too).
   auto      imagenet when the checkpoint is cached, else random with the warning.
   PATH.pth  a state dict for the full torchvision model or for the backbone ("custom").
+
+--download fetches the missing ImageNet checkpoints into the torch hub cache first (implies
+--weights imagenet; see download.py: streamed to a .partial file, sha256-verified, renamed).
+--download-base URL (or $ORCHARD_MODEL_DOWNLOAD_BASE) fetches <URL>/<file name> instead of
+download.pytorch.org: a mirror, or the tests' local server. The pinned sha256 applies either
+way, so the sidecar names the official URL.
 
 OpenCV 4.6 trap handled here: when several initializers are equal (e.g. all-zero conv biases
 of a random init), torch.onnx.export deduplicates them and emits Identity nodes reading an
@@ -44,6 +51,7 @@ import torchvision
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import download  # noqa: E402
 from convert_tflite import (  # noqa: E402  (shared ONNX/sidecar helpers)
     check_loads_in_opencv,
     onnx_gflops,
@@ -83,6 +91,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "channels": 2048,
         "preprocess": TORCHVISION_PREPROCESS,
     },
+}
+
+# torchvision's IMAGENET1K_V1 checkpoints (the URLs of VGG16_Weights.IMAGENET1K_V1 and
+# ResNet50_Weights.IMAGENET1K_V1; tests/python/test_model_download.py checks they still are).
+# torchvision itself only checks the 8 hex digits in the file name (check_hash); the full
+# sha256 and size are pinned here. They were not computed on this (offline) machine: they
+# are the values that several unrelated public projects record for these files, and their
+# first 8 digits are torchvision's prefix. A mismatch is a hard error, never a fallback.
+IMAGENET_CHECKPOINTS: dict[str, download.Pinned] = {
+    "vgg16": download.Pinned(
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+        size=553_433_881,
+    ),
+    "resnet50": download.Pinned(
+        url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        sha256="0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a",
+        size=102_530_333,
+    ),
 }
 
 LICENSES: dict[str, str] = {
@@ -125,37 +152,71 @@ def torchvision_weights(name: str) -> torchvision.models.WeightsEnum:
     return getattr(getattr(torchvision.models, enum_name), member)
 
 
+def hub_checkpoints_dir() -> Path:
+    """torch hub's checkpoint folder (honours $TORCH_HOME), where torchvision looks too."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
 def cached_checkpoint(name: str) -> Path:
     """Where torch hub keeps the ImageNet checkpoint for `name` (it may not exist)."""
-    url = torchvision_weights(name).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    return hub_checkpoints_dir() / IMAGENET_CHECKPOINTS[name].file_name
 
 
-def _verified_checkpoint(name: str) -> tuple[Path, str]:
-    """The cached checkpoint and its sha256, checked against the hash prefix in its name."""
+def _verified_checkpoint(name: str) -> Path:
+    """The cached checkpoint, checked against the pinned sha256; errors say what to do."""
     path = cached_checkpoint(name)
-    url = torchvision_weights(name).url
+    pinned = IMAGENET_CHECKPOINTS[name]
     if not path.is_file():
         raise SystemExit(
             f"error: ImageNet weights for {name} are not in the torch hub cache.\n"
             f"  expected: {path}\n"
-            f"  this machine cannot download them: copy the file from {url} there\n"
-            f"  (or run with --weights random for a test model, or --weights PATH.pth)"
+            f"  without --download this script cannot download them: run\n"
+            f"  scripts/export-models --download (needs network), or copy {pinned.url}\n"
+            f"  there by hand (sha256 {pinned.sha256});\n"
+            f"  or run with --weights random for a test model, or --weights PATH.pth"
         )
     sha = sha256_file(path)
-    prefix = path.stem.rsplit("-", 1)[-1]
-    if not sha.startswith(prefix):
-        raise SystemExit(f"error: {path} has sha256 {sha}, expected {prefix}...: corrupt copy?")
-    return path, sha
+    if sha != pinned.sha256:
+        raise SystemExit(
+            f"error: {path} has sha256 {sha}, expected {pinned.sha256}: a corrupt or "
+            "different file; delete it, or run with --download to replace it"
+        )
+    return path
 
 
-def resolve_weights(name: str, weights: str, seed: int) -> WeightsChoice:
-    """Turns --weights into a WeightsChoice; errors out instead of silently falling back."""
+def download_checkpoint(name: str, base: str | None = None) -> Path:
+    """Fetches the ImageNet checkpoint for `name` into the hub cache unless it is there."""
+    pinned = IMAGENET_CHECKPOINTS[name]
+    try:
+        return download.fetch(pinned, hub_checkpoints_dir(), base=base)
+    except download.DownloadError as error:
+        raise SystemExit(
+            f"error: {name}: {error}\n"
+            f"  nothing was exported; re-run, or copy {pinned.url} into {hub_checkpoints_dir()}"
+            " by hand"
+        ) from error
+
+
+def resolve_weights(
+    name: str, weights: str, seed: int, *, fetch: bool = False, base: str | None = None
+) -> WeightsChoice:
+    """Turns --weights into a WeightsChoice; errors out instead of silently falling back.
+
+    fetch (--download) downloads a missing or corrupt ImageNet checkpoint first; it needs
+    weights imagenet or auto, and a failed download is an error, not random weights.
+    """
+    if fetch and weights not in ("auto", "imagenet"):
+        raise SystemExit(f"error: --download fetches ImageNet weights, not --weights {weights}")
     if weights == "auto":
-        weights = "imagenet" if cached_checkpoint(name).is_file() else "random"
+        weights = "imagenet" if fetch or cached_checkpoint(name).is_file() else "random"
     if weights == "imagenet":
-        path, sha = _verified_checkpoint(name)
-        source = f"torchvision {PRESETS[name]['torchvision_weights']} ({path.name}, sha256 {sha})"
+        # fetch() verifies the full sha256 of a present file as well as of a download.
+        path = download_checkpoint(name, base) if fetch else _verified_checkpoint(name)
+        pinned = IMAGENET_CHECKPOINTS[name]
+        source = (
+            f"torchvision {PRESETS[name]['torchvision_weights']} "
+            f"({pinned.url}, sha256 {pinned.sha256})"
+        )
         return WeightsChoice("imagenet", source, path)
     if weights == "random":
         return WeightsChoice("random", f"random init, torch.manual_seed({seed})", seed=seed)
@@ -291,8 +352,9 @@ def export_preset(
     if choice.kind == "random":
         print(
             f"WARNING: {name}: exporting RANDOM weights ({choice.source}); descriptors from "
-            "this model are meaningless. Put torchvision's checkpoint in "
-            f"{cached_checkpoint(name)} and re-run for ImageNet weights.",
+            "this model are meaningless. Run scripts/export-models --download (needs network) "
+            f"or put torchvision's checkpoint in {cached_checkpoint(name)} and re-run for "
+            "ImageNet weights.",
             file=sys.stderr,
         )
     if skip_if_current and is_current(onnx_path, sidecar_path, choice):
@@ -321,6 +383,19 @@ def main() -> None:
         help="imagenet | random | auto | PATH.pth (default: imagenet)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --weights random")
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="download missing ImageNet checkpoints into the torch hub cache, sha256-verified "
+        "(implies --weights imagenet)",
+    )
+    parser.add_argument(
+        "--download-base",
+        metavar="URL",
+        default=None,
+        help=f"fetch <URL>/<file name> instead of download.pytorch.org (default: "
+        f"${download.BASE_URL_ENV} if set)",
+    )
     parser.add_argument("--output-dir", type=Path, default=REPO_DIR / "models")
     parser.add_argument("--no-verify", action="store_true", help="skip the OpenCV load check")
     parser.add_argument(
@@ -329,8 +404,15 @@ def main() -> None:
         help="do nothing for a model whose files exist with matching sha256 and weights",
     )
     args = parser.parse_args()
-    for name in args.names:
-        choice = resolve_weights(name, args.weights, args.seed)
+    # Every download and check happens before the first file is written: a failure leaves
+    # the output folder as it was.
+    choices = {
+        name: resolve_weights(
+            name, args.weights, args.seed, fetch=args.download, base=args.download_base
+        )
+        for name in args.names
+    }
+    for name, choice in choices.items():
         export_preset(name, choice, args.output_dir, not args.no_verify, args.skip_if_current)
 
 
