@@ -45,7 +45,12 @@ done
 
 log() { echo "emr-bootstrap: $*" >&2; }
 step="starting"
-trap 'rc=$?; [[ $rc -eq 0 ]] || log "FAILED (exit $rc) while $step"; rm -rf "${work:-}"' EXIT
+on_exit() {
+  local rc=$?
+  [[ $rc -eq 0 ]] || log "FAILED (exit $rc) while $step"
+  rm -rf "${work:-}"
+}
+trap on_exit EXIT
 sudo_cmd=()
 [[ "$(id -u)" -eq 0 ]] || sudo_cmd=(sudo)
 

@@ -591,8 +591,9 @@ def test_ctrl_c_stops_a_run(small_collection: Path, tmp_path: Path) -> None:
 
 def test_model_by_sidecar_path_and_random_weights_warning(tmp_path: Path) -> None:
     sidecar = json.loads((PACKAGE_DIR / "models" / "mobilenet_v2.json").read_text())
-    sidecar.update(name="mobilenet_random", weights="random",
-                   file=str(PACKAGE_DIR / "models" / "mobilenet_v2.onnx"))
+    # The model file stands beside its sidecar (a sidecar pointing elsewhere is refused).
+    (tmp_path / "mobilenet_v2.onnx").symlink_to(PACKAGE_DIR / "models" / "mobilenet_v2.onnx")
+    sidecar.update(name="mobilenet_random", weights="random", file="mobilenet_v2.onnx")
     path = tmp_path / "mobilenet_random.json"
     path.write_text(json.dumps(sidecar))
     with pytest.warns(RuntimeWarning, match="RANDOM weights"):
@@ -657,11 +658,13 @@ def test_option_errors_name_arguments_not_flags(small_collection: Path, tmp_path
         ({"pca_components": -2}, "pca_components must be positive"),
         ({"pca_variance": 1.5}, "pca_variance must be in"),
         ({"pca_components": 3, "pca_variance": 0.5}, "pca_components or pca_variance"),
-        ({"limit": -1}, "limit must be positive"),
+        ({"limit": -1}, "limit must be 0 \\(all\\) or more"),
         ({"max_pixels": 0}, "max_pixels must be positive"),
         ({"max_pca_dim": 0}, "max_pca_dim must be positive"),
         ({"commit_images": 0}, "commit_images must be positive"),
-        ({"commit_seconds": 0.0}, "commit_seconds must be positive"),
+        ({"commit_seconds": 0.0}, "commit_seconds must be a positive, finite number"),
+        ({"commit_seconds": float("nan")}, "commit_seconds must be a positive, finite number"),
+        ({"pca_variance": float("nan")}, "pca_variance must be in"),
     ]
     for kwargs, message in bad:
         for function in (orchard.run, orchard.update):
