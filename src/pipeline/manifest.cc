@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <new>
 #include <opencv2/core.hpp>
 #include <opencv2/core/utility.hpp>
 
@@ -148,6 +149,106 @@ std::string ManifestBuilder::Json() const {
       {"total", times_.total},
   };
   return DumpJson(j, 2) + "\n";
+}
+
+namespace {
+
+// Readers that take a field only when it has the type ManifestBuilder writes, so that no
+// value of another type can throw (nlohmann's value() does) or convert with undefined
+// behaviour (a double beyond int64 cast to an integer).
+void ReadString(const json& object, const char* key, std::string* out) {
+  const auto it = object.find(key);
+  if (it != object.end() && it->is_string()) *out = it->get<std::string>();
+}
+void ReadInt(const json& object, const char* key, int64_t* out) {
+  const auto it = object.find(key);
+  if (it == object.end()) return;
+  if (it->is_number_unsigned()) {
+    const uint64_t u = it->get<uint64_t>();
+    if (u <= static_cast<uint64_t>(INT64_MAX)) *out = static_cast<int64_t>(u);
+  } else if (it->is_number_integer()) {
+    *out = it->get<int64_t>();
+  }
+}
+void ReadDouble(const json& object, const char* key, double* out) {
+  const auto it = object.find(key);
+  if (it != object.end() && it->is_number()) *out = it->get<double>();
+}
+void ReadBool(const json& object, const char* key, bool* out) {
+  const auto it = object.find(key);
+  if (it != object.end() && it->is_boolean()) *out = it->get<bool>();
+}
+// The object at `key`, or an empty one.
+const json& Object(const json& object, const char* key) {
+  static const json kEmpty = json::object();
+  const auto it = object.find(key);
+  return it != object.end() && it->is_object() ? *it : kEmpty;
+}
+
+bool IsPlainFileName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." &&
+         name.find_first_of(std::string_view("/\0", 2)) == std::string::npos;
+}
+
+Result<ManifestSummary> Summarize(std::string_view text) {
+  const json manifest = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (manifest.is_discarded()) return Status::CorruptData("manifest.json is not valid JSON");
+  if (!manifest.is_object()) return Status::CorruptData("manifest.json is not a JSON object");
+  ManifestSummary s;
+  ReadString(manifest, "status", &s.status);
+  const json& counts = Object(manifest, "counts");
+  ReadInt(counts, "listed", &s.listed);
+  ReadInt(counts, "processed", &s.processed);
+  ReadInt(counts, "failed", &s.failed);
+  const json& model = Object(manifest, "model");
+  ReadString(model, "name", &s.model_name);
+  ReadString(model, "weights", &s.model_weights);
+  ReadString(model, "pooling", &s.model_pooling);
+  ReadBool(model, "random_weights", &s.random_weights);
+  ReadInt(model, "descriptor_dim", &s.descriptor_dim);
+  if (const auto files = manifest.find("files"); files != manifest.end() && files->is_object()) {
+    s.files.emplace();
+    for (const auto& [name, entry] : files->items()) {
+      const auto bytes = entry.is_object() ? entry.find("bytes") : entry.end();
+      const auto sha256 = entry.is_object() ? entry.find("sha256") : entry.end();
+      if (!IsPlainFileName(name) || !entry.is_object() || bytes == entry.end() ||
+          !bytes->is_number_unsigned() || sha256 == entry.end() || !sha256->is_string()) {
+        return Status::CorruptData("manifest.json: \"files\" has an invalid entry " +
+                                   DumpJson(json(name), -1));
+      }
+      (*s.files)[name] = {bytes->get<uint64_t>(), sha256->get<std::string>()};
+    }
+  }
+  if (const auto pca = manifest.find("pca"); pca != manifest.end() && pca->is_object()) {
+    s.has_pca = true;
+    ReadInt(*pca, "k", &s.pca_k);
+    ReadDouble(*pca, "explained_variance_ratio_sum", &s.pca_variance_ratio_sum);
+  }
+  if (const auto store = manifest.find("store"); store != manifest.end() && store->is_object()) {
+    s.has_store = true;
+    ReadString(*store, "mode", &s.store_mode);
+    ReadInt(*store, "reused", &s.store_reused);
+    ReadInt(*store, "featurized", &s.store_featurized);
+    ReadInt(*store, "segments_total", &s.store_segments);
+  }
+  if (const auto it = manifest.find("timings_seconds"); it != manifest.end() && it->is_object()) {
+    double total = 0;
+    ReadDouble(*it, "total", &total);
+    s.total_seconds = total;
+  }
+  return s;
+}
+
+}  // namespace
+
+Result<ManifestSummary> ParseManifest(std::string_view text) {
+  try {
+    return Summarize(text);
+  } catch (const json::exception& e) {  // not expected: every access above checks the type
+    return Status::CorruptData(std::string("manifest.json: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("manifest.json: out of memory");
+  }
 }
 
 }  // namespace orchard

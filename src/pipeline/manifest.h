@@ -9,6 +9,7 @@
 
 #include "orchard/extractor.h"
 #include "orchard/featurizer.h"
+#include "orchard/manifest_summary.h"
 #include "orchard/pca.h"
 #include "orchard/pipeline.h"
 

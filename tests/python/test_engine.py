@@ -231,6 +231,31 @@ def test_inspect_tells_a_mixed_or_unfinished_result_from_a_complete_one(
     assert "INCOMPLETE" in unfinished.stderr
 
 
+def test_inspect_reads_a_hostile_manifest_without_crashing_or_leaving_the_folder(
+        build_dir: Path, tmp_path: Path) -> None:
+    """A manifest of the wrong shape is reported (exit 1), never an uncaught exception; a
+    "files" entry that names a path outside the folder is refused, not hashed."""
+    out = tmp_path / "out"
+    out.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not orchard's")
+    sha = '"sha256": "' + "0" * 64 + '"'
+    cases = {
+        '{"counts": "many", "model": [1], "status": 7, "pca": {"k": "x"}}': "lists no result files",
+        '{"counts": {"listed": 1e300}, "files": {}}': "status:",
+        '{"files": {"../secret.txt": {"bytes": 13, ' + sha + '}}}': "invalid entry",
+        '{"files": {"a": {"bytes": -1, ' + sha + '}}}': "invalid entry",
+        '[1, 2]': "not a JSON object",
+        '{"status": "ok"': "not valid JSON",
+    }
+    for text, expected in cases.items():
+        (out / "manifest.json").write_text(text)
+        result = _run_cli(build_dir, "inspect", str(out))
+        assert result.returncode == 1, (text, result.stdout, result.stderr)
+        assert expected in result.stdout + result.stderr, (text, result.stdout, result.stderr)
+        assert "terminate" not in result.stderr
+
+
 def test_formula_looking_names_are_neutralized_and_recoverable(
         build_dir: Path, shared_dir: Path, tmp_path: Path) -> None:
     """Folder and file names that a spreadsheet would run as formulas get one leading

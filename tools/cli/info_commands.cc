@@ -1,11 +1,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
-#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "orchard/csv.h"
+#include "orchard/manifest_summary.h"
 #include "orchard/model.h"
 #include "orchard/s3.h"
 #include "orchard/storage.h"
@@ -14,7 +15,6 @@ namespace orchard::cli {
 namespace {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 std::string Describe(const PreprocessSpec& p) {
   static const char* kResize[] = {"stretch", "shorter side + center crop"};
@@ -104,7 +104,7 @@ int LsCommand(const std::string& location, const std::string& s3_endpoint) {
 
 int InspectCommand(const std::string& output_dir) {
   const fs::path dir(output_dir);
-  std::ifstream manifest_in(dir / "manifest.json");
+  std::ifstream manifest_in(dir / "manifest.json", std::ios::binary);
   if (!manifest_in) {
     std::fprintf(stderr,
                  "orchard: %s has no manifest.json: not an orchard output folder, or a run "
@@ -112,58 +112,58 @@ int InspectCommand(const std::string& output_dir) {
                  output_dir.c_str());
     return 1;
   }
-  json manifest;
-  try {
-    manifest = json::parse(manifest_in);
-  } catch (const json::exception& e) {
-    std::fprintf(stderr, "orchard: %s/manifest.json is not valid JSON\n", output_dir.c_str());
+  const std::string text((std::istreambuf_iterator<char>(manifest_in)),
+                         std::istreambuf_iterator<char>());
+  const auto parsed = ParseManifest(text);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "orchard: %s: %s\n", output_dir.c_str(),
+                 parsed.status().message().c_str());
     return 1;
   }
-  const json& counts = manifest.value("counts", json::object());
-  const json& model = manifest.value("model", json::object());
+  const ManifestSummary& m = *parsed;
   // The manifest vouches for each result file by size and sha256: a file missing or changed
   // since means the folder does not hold the result the manifest describes.
   std::vector<std::string> problems;
-  if (!manifest.contains("files") || !manifest["files"].is_object()) {
+  if (!m.files) {
     problems.push_back("the manifest lists no result files (written before Orchard checked them)");
   } else {
-    for (const auto& [name, expected] : manifest["files"].items()) {
+    for (const auto& [name, expected] : *m.files) {
       const fs::path path = dir / name;
       std::error_code ec;
-      if (!fs::exists(path, ec)) {
+      if (!fs::is_regular_file(path, ec)) {
         problems.push_back(name + " is missing");
         continue;
       }
-      const auto sha256 = orchard::Sha256File(path);
-      if (fs::file_size(path, ec) != expected.value("bytes", uint64_t{0}) || !sha256.ok() ||
-          *sha256 != expected.value("sha256", "")) {
+      const auto size = fs::file_size(path, ec);
+      const bool same = !ec && size == expected.bytes && [&] {
+        const auto sha256 = Sha256File(path);
+        return sha256.ok() && *sha256 == expected.sha256;
+      }();
+      if (!same) {
         problems.push_back(name + " does not match the manifest (another run's file?)");
       }
     }
   }
-  const std::string status = manifest.value("status", "?");
-  std::printf("status:     %s\n", problems.empty() ? status.c_str() : "INCONSISTENT");
+  std::printf("status:     %s\n", problems.empty() ? m.status.c_str() : "INCONSISTENT");
   for (const std::string& problem : problems) std::printf("  %s\n", problem.c_str());
-  std::printf("images:     %lld listed, %lld processed, %lld failed\n", counts.value("listed", 0LL),
-              counts.value("processed", 0LL), counts.value("failed", 0LL));
+  std::printf("images:     %lld listed, %lld processed, %lld failed\n",
+              static_cast<long long>(m.listed), static_cast<long long>(m.processed),
+              static_cast<long long>(m.failed));
   std::printf("model:      %s (%s weights%s), %s pooling, %lld-d descriptors\n",
-              model.value("name", "?").c_str(), model.value("weights", "?").c_str(),
-              model.value("random_weights", false) ? ", NOT TRAINED" : "",
-              model.value("pooling", "?").c_str(), model.value("descriptor_dim", 0LL));
-  if (manifest.contains("pca")) {
-    const json& pca = manifest["pca"];
-    std::printf("pca:        %lld components, %.2f%% of variance\n", pca.value("k", 0LL),
-                100.0 * pca.value("explained_variance_ratio_sum", 0.0));
+              m.model_name.c_str(), m.model_weights.c_str(),
+              m.random_weights ? ", NOT TRAINED" : "", m.model_pooling.c_str(),
+              static_cast<long long>(m.descriptor_dim));
+  if (m.has_pca) {
+    std::printf("pca:        %lld components, %.2f%% of variance\n",
+                static_cast<long long>(m.pca_k), 100.0 * m.pca_variance_ratio_sum);
   }
-  if (manifest.contains("store")) {
-    const json& store = manifest["store"];
+  if (m.has_store) {
     std::printf("store:      last run (%s) reused %lld images, featurized %lld; %lld segments\n",
-                store.value("mode", "?").c_str(), store.value("reused", 0LL),
-                store.value("featurized", 0LL), store.value("segments_total", 0LL));
+                m.store_mode.c_str(), static_cast<long long>(m.store_reused),
+                static_cast<long long>(m.store_featurized),
+                static_cast<long long>(m.store_segments));
   }
-  if (manifest.contains("timings_seconds")) {
-    std::printf("time:       %.2f s total\n", manifest["timings_seconds"].value("total", 0.0));
-  }
+  if (m.total_seconds) std::printf("time:       %.2f s total\n", *m.total_seconds);
   const auto labels = CountByColumn(dir / "features.csv", 1);
   if (!labels.empty()) {
     std::printf("labels:\n");
@@ -176,7 +176,8 @@ int InspectCommand(const std::string& output_dir) {
     for (const auto& [stage, n] : stages)
       std::printf("  %-30s %lld\n", stage.c_str(), static_cast<long long>(n));
   }
-  return problems.empty() ? 0 : 1;
+  // Exit 0 only for a complete, successful result: what a script may go on with.
+  return problems.empty() && m.status == "ok" ? 0 : 1;
 }
 
 }  // namespace orchard::cli
