@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -160,23 +162,88 @@ std::string RedactSecrets(std::string text, const AwsCredentials& credentials) {
   return text;
 }
 
+namespace {
+
+// Reads exactly `digits` decimal digits of `text` at `*at` into `*value`.
+bool ReadDigits(std::string_view text, size_t* at, int digits, int* value) {
+  if (text.size() - *at < static_cast<size_t>(digits)) return false;
+  int v = 0;
+  for (int i = 0; i < digits; ++i) {
+    const char c = text[*at + i];
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  *at += digits;
+  *value = v;
+  return true;
+}
+
+bool ReadChar(std::string_view text, size_t* at, char c) {
+  if (*at >= text.size() || text[*at] != c) return false;
+  ++*at;
+  return true;
+}
+
+}  // namespace
+
 std::optional<std::chrono::system_clock::time_point> ParseIso8601(std::string_view text) {
-  int year, month, day, hour, minute, second;
-  const std::string s(text);
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &year, &month, &day, &hour, &minute,
-                  &second) != 6) {
+  using std::chrono::system_clock;
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  // Fixed-width fields only (sscanf's %d took signs, spaces and "60-1-0"), each in range:
+  // a value the calendar does not have is refused rather than normalised to another date.
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  size_t at = 0;
+  if (!ReadDigits(text, &at, 4, &year) || !ReadChar(text, &at, '-') ||
+      !ReadDigits(text, &at, 2, &month) || !ReadChar(text, &at, '-') ||
+      !ReadDigits(text, &at, 2, &day)) {
     return std::nullopt;
   }
-  std::tm tm{};
-  tm.tm_year = year - 1900;
-  tm.tm_mon = month - 1;
-  tm.tm_mday = day;
-  tm.tm_hour = hour;
-  tm.tm_min = minute;
-  tm.tm_sec = second;
-  const std::time_t t = timegm(&tm);
-  if (t == static_cast<std::time_t>(-1)) return std::nullopt;
-  return std::chrono::system_clock::from_time_t(t);
+  if (at >= text.size() || (text[at] != 'T' && text[at] != 't' && text[at] != ' ')) {
+    return std::nullopt;
+  }
+  ++at;
+  if (!ReadDigits(text, &at, 2, &hour) || !ReadChar(text, &at, ':') ||
+      !ReadDigits(text, &at, 2, &minute) || !ReadChar(text, &at, ':') ||
+      !ReadDigits(text, &at, 2, &second)) {
+    return std::nullopt;
+  }
+  if (at < text.size() && text[at] == '.') {  // a fraction of a second: dropped
+    const size_t digits = ++at;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
+    if (at == digits) return std::nullopt;
+  }
+  int64_t offset_seconds = 0;  // east of UTC
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
+    ++at;
+  } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+    const int sign = text[at++] == '+' ? 1 : -1;
+    int offset_hours = 0, offset_minutes = 0;
+    if (!ReadDigits(text, &at, 2, &offset_hours)) return std::nullopt;
+    ReadChar(text, &at, ':');
+    if (!ReadDigits(text, &at, 2, &offset_minutes) || offset_hours > 23 || offset_minutes > 59) {
+      return std::nullopt;
+    }
+    offset_seconds = sign * (offset_hours * 3600 + offset_minutes * 60);
+  }
+  if (at != text.size()) return std::nullopt;
+
+  const std::chrono::year_month_day date{std::chrono::year{year},
+                                         std::chrono::month{static_cast<unsigned>(month)},
+                                         std::chrono::day{static_cast<unsigned>(day)}};
+  if (!date.ok() || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+  const int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
+  const int64_t seconds =
+      days * 86400 + hour * 3600 + minute * 60 + second - offset_seconds;  // |.| < 2^39
+  // Before 1970 no credential expires; refusing it also keeps `expiration - now` from
+  // overflowing. Past what system_clock holds (2262 with libstdc++'s nanoseconds; converting
+  // overflowed, a finding of fuzz/s3_xml_fuzzer.cc), the latest time point it holds.
+  if (seconds < 0) return std::nullopt;
+  const int64_t max_seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(system_clock::duration::max()).count();
+  if (seconds > max_seconds) return system_clock::time_point::max();
+  return system_clock::time_point(
+      std::chrono::duration_cast<system_clock::duration>(std::chrono::seconds(seconds)));
 }
 
 }  // namespace s3internal

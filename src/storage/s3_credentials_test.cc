@@ -896,5 +896,35 @@ TEST(Iso8601Test, Parses) {
   EXPECT_FALSE(s3internal::ParseIso8601("yesterday").has_value());
 }
 
+// Found by fuzz/s3_xml_fuzzer.cc (fuzz/reproducers/s3_xml/assume_role_expiration_*): years
+// outside system_clock's nanosecond range (1677..2262) overflowed when converted, and
+// sscanf read "60-1-0T03:04:05" as the year 60.
+TEST(Iso8601Test, StrictFieldsAndTheClocksRange) {
+  using std::chrono::system_clock;
+  auto seconds = [](const char* text) {
+    const auto t = s3internal::ParseIso8601(text);
+    return t.has_value() ? system_clock::to_time_t(*t) : std::time_t{-1};
+  };
+  EXPECT_EQ(seconds("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(seconds("2017-05-17T15:09:54"), 1495033794);          // no zone: UTC
+  EXPECT_EQ(seconds(" 2017-05-17t15:09:54z "), 1495033794);       // trimmed, lower case
+  EXPECT_EQ(seconds("2017-05-17 15:09:54.999999Z"), 1495033794);  // fraction dropped
+  EXPECT_EQ(seconds("2017-05-17T17:09:54+02:00"), 1495033794);    // offsets applied
+  EXPECT_EQ(seconds("2017-05-17T13:39:54-0130"), 1495033794);
+  EXPECT_EQ(seconds("2024-02-29T00:00:00Z"), 1709164800);  // a leap day
+  EXPECT_EQ(s3internal::ParseIso8601("2300-01-01T00:00:00Z"), system_clock::time_point::max());
+  EXPECT_EQ(s3internal::ParseIso8601("9999-12-31T23:59:59Z"), system_clock::time_point::max());
+  EXPECT_LT(*s3internal::ParseIso8601("2262-04-11T23:47:16Z"), system_clock::time_point::max());
+  for (const char* bad :
+       {"", "60-1-0T03:04:05", "0060-01-01T03:04:05", "1969-12-31T23:59:59Z",
+        "1970-01-01T00:00:00+00:01", "1700-01-01T00:00:00Z", "-2017-05-17T15:09:54Z",
+        "2017-13-01T00:00:00Z", "2017-00-01T00:00:00Z", "2023-02-29T00:00:00Z",
+        "2017-05-32T00:00:00Z", "2017-05-17T24:00:00Z", "2017-05-17T15:60:00Z",
+        "2017-05-17T15:09:61Z", "2017-05-17T15:09:54.Z", "2017-05-17T15:09:54Zjunk",
+        "2017-05-17T15:09:54+25:00", "2017-5-17T15:09:54Z", "2017-05-17"}) {
+    EXPECT_FALSE(s3internal::ParseIso8601(bad).has_value()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace orchard

@@ -47,7 +47,10 @@ const std::map<std::string, std::string>* ConfigProfile(const IniFile& config,
 // `credentials` replaced by "[redacted]" (a last guard for messages built from responses).
 std::string RedactSecrets(std::string text, const AwsCredentials& credentials);
 
-// "2017-05-17T15:09:54Z" (fractions and "+00:00" accepted) -> time point.
+// "2017-05-17T15:09:54Z" -> time point. A fraction of a second is accepted (and dropped),
+// so are "+01:00"/"-0130" offsets (applied) and no zone (UTC). nullopt for anything else: other
+// field widths, a date or time the calendar does not have, trailing text, a time before
+// 1970. A time past system_clock's range (year 2262) reads as time_point::max().
 std::optional<std::chrono::system_clock::time_point> ParseIso8601(std::string_view text);
 
 // ---- STS AssumeRole -------------------------------------------------------------------------

@@ -182,7 +182,10 @@ Result<ListPage> ParseListObjectsV2(std::string_view xml) {
   }
   const pugi::xml_node truncated = Child(root, "IsTruncated");
   if (truncated) {
-    const std::string_view value = TrimSpace(Text(truncated));
+    // The text is kept in a named string: a view of the temporary Text() returns would
+    // dangle once the statement ends (a use after scope the fuzzer found).
+    const std::string text = Text(truncated);
+    const std::string_view value = TrimSpace(text);
     if (value == "true") {
       page.is_truncated = true;
     } else if (value != "false") {

@@ -134,6 +134,22 @@ TEST(ParseListObjectsV2, TruncationNeedsAToken) {
   EXPECT_EQ(page->next_continuation_token, "tok1");
 }
 
+// fuzz/reproducers/s3_xml/list_objects_v2_is_truncated_use_after_scope.xml: <IsTruncated>
+// was read through a view of a destroyed temporary (ASan: stack-use-after-scope, seen with
+// clang; a short value lives in the temporary's own buffer).
+TEST(ParseListObjectsV2, IsTruncatedOfAMinimalPage) {
+  const auto page =
+      ParseListObjectsV2("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>");
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  EXPECT_FALSE(page->is_truncated);
+  EXPECT_TRUE(page->objects.empty());
+  const auto truncated = ParseListObjectsV2(
+      "<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t"
+      "</NextContinuationToken></ListBucketResult>");
+  ASSERT_TRUE(truncated.ok()) << truncated.status().ToString();
+  EXPECT_TRUE(truncated->is_truncated);
+}
+
 TEST(ParseListObjectsV2, RefusesMalformedDocumentsAndOtherRoots) {
   ExpectCorrupt(ParseListObjectsV2(""), "malformed XML");
   ExpectCorrupt(ParseListObjectsV2("not xml at all"), "malformed XML");
@@ -337,6 +353,28 @@ TEST(ParseAssumeRoleResponse, MissingOrBrokenFieldsNeverQuoteSecrets) {
                                        "</ErrorResponse>")
                    .ok());
   EXPECT_FALSE(ParseAssumeRoleResponse(good.substr(0, good.size() / 2)).ok());
+}
+
+// fuzz/reproducers/s3_xml/assume_role_expiration_*: an <Expiration> outside what
+// system_clock holds (ns since 1970: 1677..2262) overflowed (UBSan) when converted.
+TEST(ParseAssumeRoleResponse, ExpirationsOutsideTheClocksRange) {
+  auto with_expiration = [](const std::string& expiration) {
+    std::string xml = kAssumeRoleXml;
+    xml.replace(xml.find("2030-01-02T03:04:05.123Z"), 24, expiration);
+    return ParseAssumeRoleResponse(xml);
+  };
+  const auto far = with_expiration("2300-01-01T00:00:00Z");
+  ASSERT_TRUE(far.ok()) << far.status().ToString();
+  ASSERT_TRUE(far->expiration.has_value());
+  EXPECT_EQ(*far->expiration, std::chrono::system_clock::time_point::max());
+  EXPECT_TRUE(with_expiration("9999-12-31T23:59:59Z").ok());
+  for (const char* bad : {"60-1-0T03:04:05", "0060-01-01T03:04:05Z", "1969-12-31T23:59:59Z",
+                          "1700-01-01T00:00:00Z", "2030-02-30T00:00:00Z", "2030-01-02T24:00:00Z",
+                          "+2030-01-02T03:04:05Z", "2030-1-2T3:4:5Z"}) {
+    const auto c = with_expiration(bad);
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("unreadable <Expiration>"), std::string::npos) << bad;
+  }
 }
 
 TEST(BodyExcerpt, VisibleTextShortPrintableAndWithoutTokens) {
