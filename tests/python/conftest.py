@@ -22,6 +22,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: takes several seconds or more (deselect with -m 'not slow')"
     )
+    config.addinivalue_line(
+        "markers",
+        "spark_once: a Spark test that does not depend on the Spark version, run on one of the "
+        "two PySpark venvs only (scripts/test deselects it in the second with -m 'not spark_once')",
+    )
 
 
 @pytest.fixture(scope="session")

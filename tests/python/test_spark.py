@@ -17,6 +17,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,11 +35,13 @@ pyspark = pytest.importorskip("pyspark")
 orchard = pytest.importorskip("orchard")
 
 from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.ml.linalg import DenseVector, VectorUDT  # noqa: E402
 from pyspark.sql.types import ArrayType, FloatType  # noqa: E402
 
 import orchard.spark as ospark  # noqa: E402
 from orchard import _orchard  # noqa: E402
 from orchard.spark import _worker  # noqa: E402
+from orchard.spark._progress import JobProgress  # noqa: E402
 from tests.s3 import fixtures as s3fx  # noqa: E402
 from tests.s3.fixtures import FruitsBucket  # noqa: E402
 
@@ -46,6 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spark_cluster import StandaloneCluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
+# Tests whose outcome does not depend on Spark's version (no Spark in them, or only the C++
+# run's crash and resume): the second pass on another PySpark (.venv-spark4, scripts/test)
+# deselects them with -m "not spark_once". See docs/spark.md, "Spark versions".
+spark_once = pytest.mark.spark_once
 
 SIZE = 96
 FILES = ("features.csv", "features.npy", "pca.json", "errors.csv", "manifest.json",
@@ -214,6 +221,7 @@ def local_spark(s3_server: s3fx.S3TestConfig, tmp_path_factory: pytest.TempPathF
 # ---- executor helpers ---------------------------------------------------------------------
 
 
+@spark_once
 def test_relative_paths() -> None:
     for root in ("/data/fruits", "/data/fruits/", "file:/data/fruits", "file:///data/fruits"):
         assert _worker.relative_path("file:/data/fruits/Plum 5/r0_1.jpg", root) == "Plum 5/r0_1.jpg"
@@ -223,12 +231,16 @@ def test_relative_paths() -> None:
         _worker.relative_path("file:/elsewhere/a.jpg", "/data/fruits")
 
 
+@spark_once
 def test_deploy_files_are_valid(repo_dir: Path) -> None:
-    """Shell syntax and shellcheck of deploy/*.sh, JSON of the IAM policies and EMR
-    configurations, and the bootstrap's fallback pins equal deploy/emr-requirements.txt."""
+    """Shell syntax and shellcheck of deploy's scripts, JSON of the IAM policies and EMR
+    configurations, and deploy/emr-requirements.txt shipped in the wheelhouse the bootstrap
+    installs from (tests/python/test_emr_bootstrap.py runs it)."""
     deploy = repo_dir / "deploy"
-    scripts = sorted(deploy.glob("*.sh"))
-    assert {p.name for p in scripts} >= {"emr-bootstrap.sh", "build-wheel-al2023.sh"}
+    scripts = sorted([*deploy.glob("*.sh"),
+                      *(deploy / name for name in ("build-wheel", "test-wheel", "make-wheelhouse"))])
+    assert all(p.is_file() for p in scripts)
+    assert "emr-bootstrap.sh" in {p.name for p in scripts}
     for script in scripts:
         subprocess.run(["bash", "-n", str(script)], check=True)
     if shutil.which("shellcheck"):
@@ -236,9 +248,9 @@ def test_deploy_files_are_valid(repo_dir: Path) -> None:
         assert result.returncode == 0, result.stdout
     for path in deploy.rglob("*.json"):
         json.loads(path.read_text())
-    pins = [line for line in (deploy / "emr-requirements.txt").read_text().splitlines()
-            if line and not line.startswith("#")]
-    assert f"printf '%s\\n' {' '.join(pins)}" in (deploy / "emr-bootstrap.sh").read_text()
+    # The nodes' pins travel in the wheelhouse, which the bootstrap installs them from.
+    assert 'cp "$repo/deploy/emr-requirements.txt"' in (deploy / "make-wheelhouse").read_text()
+    assert '"$work/wheels/emr-requirements.txt"' in (deploy / "emr-bootstrap.sh").read_text()
 
 
 # ---- local[2] -------------------------------------------------------------------------------
@@ -342,6 +354,56 @@ def test_building_blocks(local_spark: SparkSession, fruits_dir: Path, cli_test5:
     outcomes.unpersist()
 
 
+def test_features_as_spark_ml_vectors(local_spark: SparkSession, messy_dir: Path) -> None:
+    """features_type="vector": dense Spark ML vectors (null for a failed image) that
+    pyspark.ml estimators take, and that fit_pca and transform read as they read arrays."""
+    from pyspark.ml.clustering import KMeans
+    from pyspark.ml.feature import StandardScaler
+
+    files = (local_spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+             .load(str(messy_dir)))
+    with pytest.raises(orchard.InvalidArgumentError, match="features_type"):
+        ospark.featurize_binary_files(files, features_type="list")
+    options = ospark.ModelOptions(size=SIZE)
+    vectors = ospark.featurize_binary_files(files, root=str(messy_dir), options=options,
+                                            features_type="vector").cache()
+    assert isinstance(vectors.schema["features"].dataType, VectorUDT)
+    assert vectors.columns == ["idx", "path", "label", "features", "stage", "message"]
+    rows = vectors.orderBy("path").collect()
+    failed = [r for r in rows if r["features"] is None]
+    assert len(rows) - len(failed) == 13  # binaryFile skips the empty file: 3 failed
+    assert {r["stage"] for r in failed} == {"decode", "list"}
+    good = vectors.where("features IS NOT NULL")
+    assert {type(r["features"]) for r in rows if r not in failed} == {DenseVector}
+    assert {len(r["features"]) for r in rows if r not in failed} == {1280}
+    clusters = KMeans(k=3, seed=1, maxIter=5).fit(good)
+    assert len(clusters.clusterCenters()) == 3
+    assert clusters.transform(good).select("prediction").distinct().count() >= 2
+    scaled = StandardScaler(inputCol="features", outputCol="scaled", withMean=True).fit(good)
+    assert len(scaled.mean) == 1280
+    # The same descriptors as the array column; fit_pca and transform read both.
+    arrays = ospark.featurize_binary_files(files, root=str(messy_dir),
+                                           options=options).orderBy("path").collect()
+    assert [r["path"] for r in rows] == [a["path"] for a in arrays]
+    for v, a in zip(rows, arrays):
+        if a["features"] is None:
+            assert v["features"] is None
+        else:
+            np.testing.assert_array_equal(v["features"].toArray(), np.float32(a["features"]))
+    model, count = ospark.fit_pca(vectors, 1280, components=4)
+    assert count == 13 and model is not None and model.k == 4
+    projected = ospark.transform(vectors, model, keep_features=True, features_type="vector")
+    assert isinstance(projected.schema["features"].dataType, VectorUDT)
+    assert projected.columns == ["idx", "path", "label", "pc_1", "pc_2", "pc_3", "pc_4",
+                                 "features"]
+    first = projected.orderBy("path").first()
+    x = np.float32(next(a["features"] for a in arrays if a["path"] == first["path"]))
+    np.testing.assert_allclose([first[f"pc_{j}"] for j in range(1, 5)],
+                               model.transform(x[None, :])[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(first["features"].toArray(), x)
+    vectors.unpersist()
+
+
 def test_fit_pca_tree_merge_equals_one_pass(local_spark: SparkSession) -> None:
     """Accumulators of 7 partitions merged by treeReduce give the one-pass PCA."""
     rng = np.random.default_rng(7)
@@ -409,12 +471,124 @@ def test_unwritable_s3_output_fails_before_any_job(
         with pytest.raises(orchard.StorageError, match=r"output s3://.* is not writable.*403"):
             ospark.run(fruits_bucket.url + "Test", f"s3://{s3_bucket}/denied", spark=local_spark,
                        size=SIZE, pca_components=5, s3_endpoint=s3_server.endpoint)
-        assert tracker.getJobIdsForGroup("unwritable-output") == []
+        # Only the executors' check ran (one task per core), not the featurize job.
+        jobs = tracker.getJobIdsForGroup("unwritable-output")
+        assert len(jobs) == 1, jobs
+        stages = tracker.getJobInfo(jobs[0]).stageIds
+        assert [tracker.getStageInfo(s).numTasks for s in stages] == \
+            [local_spark.sparkContext.defaultParallelism]
     finally:
         local_spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
     assert s3fx.list_keys(s3_client, s3_bucket, "denied/") == []  # the probe left nothing
 
 
+# A driver whose executors run another Python: for each Python of argv[3:], a session, then
+# run and a building block, each timed. Prints {python: {call: [seconds, exception class,
+# message] or null}} as JSON.
+_FOREIGN_EXECUTORS = """
+import json, os, sys, time
+from pyspark.sql import SparkSession
+import orchard.spark as ospark
+
+images, output = sys.argv[1:3]
+result = {}
+for python in sys.argv[3:]:
+    os.environ["PYSPARK_PYTHON"] = python  # read when the SparkContext starts
+    spark = (SparkSession.builder.master("local[2]").appName("orchard-foreign-executors")
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             .config("spark.driver.host", "127.0.0.1")
+             .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
+    spark.sparkContext.setLogLevel("OFF")
+    calls = {"run": lambda: ospark.run(images, output, spark=spark, size=96),
+             "fit_pca": lambda: ospark.fit_pca(spark.createDataFrame(
+                 [([1.0, 2.0],)], "features array<float>"), 2, components=1)}
+    result[python] = {}
+    for name, call in calls.items():
+        start = time.monotonic()
+        try:
+            call()
+            result[python][name] = None
+        except Exception as exc:
+            result[python][name] = [time.monotonic() - start, type(exc).__name__, str(exc)]
+    spark.stop()
+print(json.dumps(result))
+"""
+
+
+def test_executors_without_orchard_fail_fast_with_directions(fruits_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """Executors whose Python lacks orchard (the venv's base Python: the quick start from a
+    venv that is not activated), cannot start PySpark's worker, or does not exist: run and the
+    building blocks raise ExecutorEnvironmentError at once, naming the executors' Python and
+    the fix, not a Java trace; the output is not touched."""
+    base = sys._base_executable  # type: ignore[attr-defined]
+    assert base != sys.executable
+    probe = subprocess.run([base, "-c", "import orchard"], capture_output=True)
+    assert probe.returncode != 0, f"{base} has orchard: the test needs a Python without it"
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env.pop("PYSPARK_PYTHON", None)
+    isolated = tmp_path / "isolated-python"  # ignores PYTHONPATH: cannot even load pyspark
+    isolated.write_text(f'#!/bin/sh\nexec {base} -I "$@"\n')
+    isolated.chmod(0o755)
+    reasons = {base: "ModuleNotFoundError: No module named 'orchard'",
+               str(isolated): "No module named 'pyspark'",
+               str(tmp_path / "no-such-python"): "Cannot run program"}
+    output = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", _FOREIGN_EXECUTORS, str(fruits_dir / "Test"),
+                           str(output), *reasons], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(results) == sorted(reasons)
+    for python, reason in reasons.items():
+        for name, outcome in results[python].items():
+            assert outcome is not None, f"{name} did not fail with executor Python {python}"
+            seconds, kind, message = outcome
+            assert kind == "ExecutorEnvironmentError", (name, message)
+            assert seconds < 30, (name, seconds)
+            assert reason in message and python in message, (name, message)
+            for fix in ("spark.pyspark.python", "PYSPARK_PYTHON", sys.executable,
+                        f"orchard-features {orchard.__version__}", "What executors need"):
+                assert fix in message, (name, fix, message)
+            assert "\tat " not in message and "org.apache.spark" not in message, message
+            assert len(message) < 1500, message
+    assert not output.exists()  # checked before the output is prepared
+
+
+@spark_once
+def test_executor_reports_other_versions_are_refused() -> None:
+    """Reports of the check job: another orchard version on an executor is an error too."""
+    from orchard.spark import _environment as env
+
+    ok = {"python": "/venv/bin/python", "python_version": "3.11.2", "host": "w1",
+          "orchard": "1.2.0", "orchard_path": "/venv/orchard/__init__.py", "build": {}}
+    assert env.problems([ok, ok], "1.2.0", "/venv/bin/python") is None
+    old = {**ok, "host": "w2", "python": "/opt/py/bin/python3", "orchard": "1.1.0",
+           "orchard_path": "/opt/py/orchard/__init__.py"}
+    message = env.problems([ok, old], "1.2.0", "/venv/bin/python")
+    assert message is not None
+    assert "orchard 1.1.0" in message and "/opt/py/bin/python3 on w2" in message
+    assert "not the driver's 1.2.0" in message and "spark.pyspark.python" in message
+    # A failed probe job is summed up by the worker's Python error, not the JVM's trace.
+    trace = ("An error occurred while calling o1.collect.\n: org.apache.spark.SparkException: "
+             "Job aborted\n\tat org.apache.spark.Foo(Foo.scala:1)\norg.apache.spark.api.python."
+             "PythonException: Traceback (most recent call last):\n  File \"w.py\", line 1\n"
+             "pyspark.errors.exceptions.base.PySparkRuntimeError: [PYTHON_VERSION_MISMATCH] "
+             "Python in worker has different version\n\tat org.apache.spark.Bar(Bar.scala:2)")
+    assert env.failure_summary(RuntimeError(trace)).startswith(
+        "pyspark.errors.exceptions.base.PySparkRuntimeError: [PYTHON_VERSION_MISMATCH]")
+    assert env.failure_summary(RuntimeError(
+        "Job aborted due to stage failure: most recent failure: Lost task 0.0 (TID 0) "
+        "(127.0.0.1 executor driver): java.io.IOException: Cannot run program \"/x/py\"")) \
+        == 'java.io.IOException: Cannot run program "/x/py"'
+    assert env.failure_summary(RuntimeError(
+        "most recent failure: Lost task 0.0 (TID 0) (localhost executor driver): "
+        "org.apache.spark.SparkException: \nError from python worker:\n  /usr/bin/python3: "
+        "No module named pyspark.daemon\nPYTHONPATH was:\n  /x/pyspark.zip")) == \
+        "/usr/bin/python3: No module named pyspark.daemon"
+
+
+@spark_once
 def test_main_usage_errors_exit_2(tmp_path: Path) -> None:
     def main(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "orchard.spark", "run", "--input",
@@ -473,7 +647,7 @@ def test_python_option_errors_name_no_flags(local_spark: SparkSession, fruits_di
         ({"threads": -1}, "threads must be in 0..1024"),
         ({"size": 5000}, "size must be"),
         ({"pca_variance": 1.5}, "pca_variance must be in"),
-        ({"limit": -1}, "limit must be positive"),
+        ({"limit": -1}, "limit must be 0 \\(all\\) or more"),
         ({"max_pixels": 0}, "max_pixels must be positive"),
         ({"pca_components": 3, "pca_variance": 0.5}, "pca_components or pca_variance"),
         ({"resume": True, "overwrite": True}, "resume or overwrite"),
@@ -490,6 +664,7 @@ def test_python_option_errors_name_no_flags(local_spark: SparkSession, fruits_di
     assert not (tmp_path / "out").exists()
 
 
+@spark_once
 def test_resume_after_a_killed_driver(fruits_dir: Path, cli_test5: Path, tmp_path: Path) -> None:
     """The driver is killed (SIGKILL, by the core's crash point) as the C++ run writes its
     first output chunk, after the executors committed every segment. The rerun with
@@ -517,7 +692,7 @@ def test_resume_after_a_killed_driver(fruits_dir: Path, cli_test5: Path, tmp_pat
 
 def test_update_after_adding_and_removing_images_equals_a_fresh_run(
         local_spark: SparkSession, fruits_dir: Path, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     source = sorted((fruits_dir / "Test").rglob("*.jpg"))
     assert len(source) == 50
     root = tmp_path / "in"
@@ -537,6 +712,15 @@ def test_update_after_adding_and_removing_images_equals_a_fresh_run(
         (root / path.relative_to(fruits_dir / "Test")).unlink()
     for path in source[40:]:
         put(path)
+    watched: list[tuple[str, dict[str, Any]]] = []
+
+    class Watched(JobProgress):  # the featurize job is watched (progress: see below)
+        def __init__(self, sc: Any, label: str, **kw: Any) -> None:
+            watched.append((label, kw))
+            super().__init__(sc, label, **kw)
+
+    monkeypatch.setattr(ospark.core, "JobProgress", Watched)
+    monkeypatch.setattr(ospark.core, "PROGRESS_INTERVAL_SECONDS", 0.1)
     with caplog.at_level(logging.INFO, logger="orchard.spark"):
         summary = ospark.update(str(root), str(out), spark=local_spark, size=SIZE,
                                 pca_components=4)
@@ -544,6 +728,8 @@ def test_update_after_adding_and_removing_images_equals_a_fresh_run(
     assert summary["segments"] == 1  # the 10 new images: one unit, one partition
     logged = caplog.text
     assert "10 images to featurize, 36 reused" in logged and "1 segments committed" in logged
+    assert f"executors import orchard {orchard.__version__} ({sys.executable} on" in logged
+    assert watched == [(f"{out}: featurize", {"tasks": 1, "images": 10, "interval": 0.1})]
     fresh = tmp_path / "fresh"
     ospark.run(str(root), str(fresh), spark=local_spark, size=SIZE, pca_components=4)
     assert_same_result(out, fresh)
@@ -555,6 +741,35 @@ def test_update_after_adding_and_removing_images_equals_a_fresh_run(
     assert "--" not in str(e.value)
 
 
+def test_progress_is_logged_while_a_job_runs(local_spark: SparkSession,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """JobProgress logs the tasks of the job started in its block, every interval, and
+    nothing once the block is left; jobs that ran before are not counted."""
+    sc = local_spark.sparkContext
+    sc.parallelize(range(3), 3).count()  # an earlier job
+
+    def slow(x: int) -> int:
+        time.sleep(1.0)
+        return x
+
+    with caplog.at_level(logging.INFO, logger="orchard.spark"):
+        # 3 rounds of 1 s on 2 cores. The tracker's counts trail the tasks by up to a
+        # listener update, so only a count seen between the rounds is asked for.
+        with JobProgress(sc, "out: featurize", tasks=6, images=60, interval=0.2) as progress:
+            assert sc.parallelize(range(6), 6).map(slow).sum() == 15
+        lines = progress.lines
+        time.sleep(0.5)
+    assert progress.lines == lines >= 3
+    found = [tuple(map(int, m)) for m in re.findall(
+        r"out: featurize: (\d) of 6 tasks done, (\d) running; about (\d+) of 60 images; "
+        r"\d+ s", caplog.text)]
+    assert len(found) == lines, caplog.text
+    assert all(images == 10 * done for done, _, images in found)
+    assert any(0 < done < 6 for done, _, _ in found), caplog.text  # seen in the middle
+    assert "s left" in caplog.text
+
+
+@spark_once
 def test_a_partition_committed_twice_is_stored_once(fruits_dir: Path, cli_test5: Path,
                                                     tmp_path: Path) -> None:
     """A retried or speculative task commits its partition again under the same segment

@@ -13,14 +13,20 @@ building blocks for pipelines that continue in Spark ML: ``list_input`` + ``keys
 (per-partition accumulators merged with treeReduce), ``transform``. See docs/spark.md.
 
 Executors need the ``orchard`` package (same version as the driver) in the Python that
-PYSPARK_PYTHON names, and the model presets it ships or $ORCHARD_MODEL_PATH.
+spark.pyspark.python or PYSPARK_PYTHON names, and the model presets it ships or
+$ORCHARD_MODEL_PATH. ``run`` and the building blocks check the first with a tiny job
+(``check_executors``) and raise ``ExecutorEnvironmentError`` (an OrchardError) saying what
+to fix. ``featurize_*`` and ``transform`` give descriptors as array<float>, or as Spark ML
+vectors with ``features_type="vector"``.
 """
 
 from __future__ import annotations
 
 from .core import (
+    ExecutorEnvironmentError,
     Listing,
     ModelOptions,
+    check_executors,
     featurize_binary_files,
     featurize_keys,
     fit_pca,
@@ -32,8 +38,10 @@ from .core import (
 )
 
 __all__ = [
+    "ExecutorEnvironmentError",
     "Listing",
     "ModelOptions",
+    "check_executors",
     "featurize_binary_files",
     "featurize_keys",
     "fit_pca",

@@ -11,8 +11,10 @@ this file runs as one (it imports the package absolutely):
 for run) plus the Spark ones (--partitions, --read-threads, --no-parquet, --master). Exit
 status as the CLI: 0 success (failed images are listed in errors.csv), 1 the run failed, 2
 usage error. Without a master from spark-submit or --master, runs on local[*] with this
-Python for the workers. Progress lines (images pending and reused, segments committed) go
-to stderr unless --quiet.
+Python for the workers. Progress lines (the executors' Python, images pending and reused,
+the featurize job's tasks every 30 s, segments committed) go to stderr unless --quiet.
+Executors that cannot import this orchard are found by a check job before anything is
+written: exit 1 with what to fix (orchard.spark.ExecutorEnvironmentError).
 """
 
 from __future__ import annotations

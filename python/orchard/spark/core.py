@@ -46,11 +46,16 @@ from orchard import _orchard
 from orchard.sinks import ParquetSink
 
 from . import _worker
+from ._environment import ExecutorEnvironmentError, check_executors
+from ._progress import JobProgress
 
 OUTCOME_DDL = ("idx long, path string, label string, features array<float>, stage string, "
                "message string")
 KEYS_DDL = "idx long, path string, unit long"
 ACCUMULATOR_DDL = "count long, accumulator binary"
+FEATURES_TYPES = ("array", "vector")
+# Seconds between the progress lines of a run's featurize job (orchard.spark logger, INFO).
+PROGRESS_INTERVAL_SECONDS = 30.0
 _DEFAULTS = orchard.RUN_DEFAULTS
 
 _log = logging.getLogger("orchard.spark")
@@ -150,36 +155,78 @@ def keys_dataframe(spark: SparkSession, images: Sequence[tuple[int, str]], *, ba
     return spark.createDataFrame(rdd, KEYS_DDL)
 
 
+def _check_features_type(features_type: str) -> None:
+    if features_type not in FEATURES_TYPES:
+        raise orchard.InvalidArgumentError(
+            f"features_type must be 'array' or 'vector', not {features_type!r}")
+
+
+def _as_features_type(df: DataFrame, features_type: str) -> DataFrame:
+    """``df`` with its array<float> ``features`` column as asked: unchanged ("array"), or
+    Spark ML dense vectors ("vector": pyspark.ml.linalg.VectorUDT, doubles; null stays
+    null)."""
+    if features_type == "array":
+        return df
+    from pyspark.ml.functions import array_to_vector
+
+    col = F.col("features")
+    return df.withColumn("features", F.when(col.isNotNull(), array_to_vector(col)))
+
+
+def _as_float_arrays(df: DataFrame) -> DataFrame:
+    """``df`` with a ``features`` column of Spark ML vectors turned into array<float> (what
+    fit_pca and transform read); any other column type is left as it is."""
+    from pyspark.ml.linalg import VectorUDT
+
+    if not isinstance(df.schema["features"].dataType, VectorUDT):
+        return df
+    from pyspark.ml.functions import vector_to_array
+
+    col = F.col("features")
+    return df.withColumn("features",
+                         F.when(col.isNotNull(), vector_to_array(col, dtype="float32")))
+
+
 def featurize_keys(keys: DataFrame, location: str, *, options: ModelOptions = ModelOptions(),
-                   s3_endpoint: str | None = None, read_threads: int = 8) -> DataFrame:
+                   s3_endpoint: str | None = None, read_threads: int = 8,
+                   features_type: str = "array") -> DataFrame:
     """Descriptors of the images named by ``keys`` (idx, path, unit), read from
     ``location`` by the executors with Orchard's native client. Returns (idx, path, label,
-    features array<float>, stage, message); ``features`` is null for a failed image (stage
-    and message say why, as in errors.csv)."""
+    features, stage, message); ``features`` is array<float> (``features_type="array"``) or
+    a Spark ML dense vector (``"vector"``, for pyspark.ml estimators), null for a failed
+    image (stage and message say why, as in errors.csv). Checks first that the executors
+    import the driver's orchard (check_executors)."""
+    _check_features_type(features_type)
+    check_executors(keys.sparkSession.sparkContext)
     fn = _worker.featurize_keys_fn(location, s3_endpoint, options.as_tuple(), read_threads)
-    return keys.mapInArrow(fn, OUTCOME_DDL)
+    return _as_features_type(keys.mapInArrow(fn, OUTCOME_DDL), features_type)
 
 
 def featurize_binary_files(images: DataFrame, *, root: str = "",
                            options: ModelOptions = ModelOptions(),
-                           batch: int = _DEFAULTS["batch"]) -> DataFrame:
+                           batch: int = _DEFAULTS["batch"],
+                           features_type: str = "array") -> DataFrame:
     """Descriptors of a DataFrame with ``path`` and ``content`` columns, e.g.
     ``spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(dir)``.
     Paths are made relative to ``root`` (give the loaded folder, in any spelling: '/data/x',
     'file:///data/x'; '' keeps them whole) and labelled by their parent folder. Returns the
-    same columns as featurize_keys, with idx = -1."""
+    same columns as featurize_keys (``features_type`` too), with idx = -1."""
+    _check_features_type(features_type)
+    check_executors(images.sparkSession.sparkContext)
     fn = _worker.featurize_content_fn(root, options.as_tuple(), batch)
-    return images.select("path", "content").mapInArrow(fn, OUTCOME_DDL)
+    return _as_features_type(images.select("path", "content").mapInArrow(fn, OUTCOME_DDL),
+                             features_type)
 
 
 def fit_pca(features: DataFrame, dim: int, *, components: int | None = None,
             variance: float | None = None, max_dim: int = _DEFAULTS["max_pca_dim"],
             depth: int = 2) -> tuple[orchard.PcaModel | None, int]:
-    """Exact PCA of the non-null ``features`` rows (array<float> of ``dim``): a
-    PcaAccumulator per partition, merged as bytes by ``treeReduce`` on the executors,
-    finalized here. Returns (model, count); model is None when fewer than 2 rows have a
-    descriptor."""
-    accs = (features.where(F.col("features").isNotNull()).select("features")
+    """Exact PCA of the non-null ``features`` rows (array<float> or Spark ML vectors of
+    ``dim``): a PcaAccumulator per partition, merged as bytes by ``treeReduce`` on the
+    executors, finalized here. Returns (model, count); model is None when fewer than 2 rows
+    have a descriptor."""
+    check_executors(features.sparkSession.sparkContext)
+    accs = (_as_float_arrays(features.where(F.col("features").isNotNull()).select("features"))
             .mapInArrow(_worker.accumulate_fn(dim, max_dim), ACCUMULATOR_DDL))
     merge = _worker.merge_accumulators
     rdd = accs.rdd.map(lambda row: bytes(row[1]))
@@ -198,10 +245,14 @@ def fit_pca(features: DataFrame, dim: int, *, components: int | None = None,
 
 
 def transform(features: DataFrame, model: orchard.PcaModel, *,
-              keep_features: bool = False) -> DataFrame:
-    """(idx, path, label, pc_1..pc_k float) of the rows that have a descriptor, projected on
-    the executors with the model's JSON broadcast (and the descriptors kept if asked)."""
+              keep_features: bool = False, features_type: str = "array") -> DataFrame:
+    """(idx, path, label, pc_1..pc_k float) of the rows that have a descriptor (array<float>
+    or Spark ML vectors), projected on the executors with the model's JSON broadcast. With
+    ``keep_features`` the descriptors follow, as ``features_type`` says ("array":
+    array<float>, "vector": Spark ML dense vectors)."""
+    _check_features_type(features_type)
     spark = features.sparkSession
+    check_executors(spark.sparkContext)
     shared = spark.sparkContext.broadcast(model.to_json())
     k = int(model.k)
     ddl = "idx long, path string, label string, " + ", ".join(f"pc_{j} float"
@@ -209,8 +260,10 @@ def transform(features: DataFrame, model: orchard.PcaModel, *,
     if keep_features:
         ddl += ", features array<float>"
     fn = _worker.transform_fn(shared, int(model.dim), k, keep_features)
-    return (features.where(F.col("features").isNotNull())
-            .select("idx", "path", "label", "features").mapInArrow(fn, ddl))
+    rows = _as_float_arrays(features.where(F.col("features").isNotNull())
+                            .select("idx", "path", "label", "features"))
+    projected = rows.mapInArrow(fn, ddl)
+    return _as_features_type(projected, features_type) if keep_features else projected
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -256,10 +309,17 @@ def execute(input: str, output: str, *, spark: SparkSession | None, mode: str,
     _orchard._check_run_options(input, output, mode=mode, **opts)
     spark = spark or SparkSession.builder.getOrCreate()
     sc = spark.sparkContext
+    # Before the output is touched: executors that cannot import this orchard fail here, in
+    # seconds, with what to fix, instead of in the featurize job with a Java trace.
+    t = time.monotonic()
+    executors = check_executors(sc)
+    timings = {"check": time.monotonic() - t}
+    _log.info("executors import orchard %s (%s)", orchard.__version__,
+              ", ".join(sorted({f"{r['python']} on {r['host']}" for r in executors})))
 
     pending = _orchard._find_pending_images(input, output, mode=mode, **opts)
     images: list[tuple[str, str]] = pending["images"]
-    timings = {"plan": time.monotonic() - start}
+    timings["plan"] = time.monotonic() - start - timings["check"]
     _log.info("%s: %d objects listed, %d images to featurize, %d reused from the descriptor "
               "store", output, pending["listed"], len(images), pending["reused"])
     partitions = 0
@@ -278,7 +338,9 @@ def execute(input: str, output: str, *, spark: SparkSession | None, mode: str,
                                         int(pending["dim"]))
         t = time.monotonic()
         with _job_description(sc, f"orchard: featurize {len(images)} images of {input} "
-                                  f"({len(units)} units of {batch}, {partitions} partitions)"):
+                                  f"({len(units)} units of {batch}, {partitions} partitions)"), \
+                JobProgress(sc, f"{output}: featurize", tasks=partitions, images=len(images),
+                            interval=PROGRESS_INTERVAL_SECONDS):
             segments = sc.parallelize(units, partitions).mapPartitions(fn).collect()
         timings["featurize"] = time.monotonic() - t
         _log.info("%s: %d segments committed (%d images, %d failed)", output, len(segments),
@@ -290,6 +352,7 @@ def execute(input: str, output: str, *, spark: SparkSession | None, mode: str,
     t = time.monotonic()
     spark_facts = {"spark": {
         "version": spark.version, "master": sc.master, "app_id": sc.applicationId,
+        "executor_pythons": sorted({r["python"] for r in executors}),
         "default_parallelism": sc.defaultParallelism, "mode": mode, "partitions": partitions,
         "segments_committed": len(segments), "featurized_on_executors": len(images),
         "reused": int(pending["reused"]), "timings_seconds": dict(timings)}}
@@ -336,9 +399,10 @@ def run(input: str, output: str, *, spark: SparkSession | None = None,
     every executor at the same path). "binaryFile" is refused: use featurize_binary_files,
     fit_pca and transform. ``threads``: per task (see ModelOptions). ``work_dir``: the
     driver's spill and staging folder. Returns a summary like orchard.run's, plus
-    ``partitions``, ``segments`` (committed by this run) and ``timings_seconds``: ``plan``
-    (driver: output check, model, listing), ``featurize`` (the Spark job), ``finish`` (driver:
-    PCA and every output).
+    ``partitions``, ``segments`` (committed by this run) and ``timings_seconds``: ``check``
+    (a tiny job: the executors import this orchard, else ExecutorEnvironmentError before
+    anything is written), ``plan`` (driver: output check, model, listing), ``featurize``
+    (the Spark job), ``finish`` (driver: PCA and every output).
     """
     options = dict(model=model, size=size, pooling=pooling, pca_components=pca_components,
                    pca_variance=pca_variance, batch=batch, threads=threads, limit=limit,
@@ -380,5 +444,6 @@ def update(input: str, output: str, *, spark: SparkSession | None = None,
 
 __all__ = [
     "ModelOptions", "Listing", "list_input", "keys_dataframe", "featurize_keys",
-    "featurize_binary_files", "fit_pca", "transform", "run", "update",
+    "featurize_binary_files", "fit_pca", "transform", "run", "update", "check_executors",
+    "ExecutorEnvironmentError",
 ]
