@@ -1052,7 +1052,9 @@ TEST_F(S3CreateIfAbsentFakeTest, AStoreThatIgnoresIfNoneMatchIsCaughtByTheChecks
   EXPECT_FALSE(*second);
   EXPECT_EQ(s3_->objects["/bucket/locks/run.lock"], "token-A");
   // A writer that raced past the HEAD overwrites ours before we read back: we lost.
-  s3_->after_put = [s3 = s3_](const std::string& path) {
+  // A plain pointer: the FakeS3 owning this function outlives it (a shared_ptr would be a
+  // cycle, which LeakSanitizer reports).
+  s3_->after_put = [s3 = s3_.get()](const std::string& path) {
     std::lock_guard<std::mutex> lock(s3->mu);
     s3->objects[path] = "token-C";
   };
