@@ -3,6 +3,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 
 #include "commands.h"
 #include "orchard/csv.h"
@@ -28,11 +29,16 @@ std::string Describe(const PreprocessSpec& p) {
   return text;
 }
 
-// Counts the rows of an orchard CSV by the value of one column.
+// The bytes of a file; nullopt when it cannot be opened.
+std::optional<std::string> ReadFileBytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Counts the rows of an orchard CSV by the value of one column (none when it is absent).
 std::map<std::string, int64_t> CountByColumn(const fs::path& csv, size_t column) {
-  std::ifstream in(csv, std::ios::binary);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto rows = ParseCsv(text);
+  const auto rows = ParseCsv(ReadFileBytes(csv).value_or(""));
   std::map<std::string, int64_t> counts;
   for (size_t i = 1; i < rows.size(); ++i) {
     if (rows[i].size() > column) ++counts[rows[i][column]];
@@ -104,17 +110,15 @@ int LsCommand(const std::string& location, const std::string& s3_endpoint) {
 
 int InspectCommand(const std::string& output_dir) {
   const fs::path dir(output_dir);
-  std::ifstream manifest_in(dir / "manifest.json", std::ios::binary);
-  if (!manifest_in) {
+  const std::optional<std::string> text = ReadFileBytes(dir / "manifest.json");
+  if (!text) {
     std::fprintf(stderr,
                  "orchard: %s has no manifest.json: not an orchard output folder, or a run "
                  "that did not finish (INCOMPLETE; orchard run --resume completes it)\n",
                  output_dir.c_str());
     return 1;
   }
-  const std::string text((std::istreambuf_iterator<char>(manifest_in)),
-                         std::istreambuf_iterator<char>());
-  const auto parsed = ParseManifest(text);
+  const auto parsed = ParseManifest(*text);
   if (!parsed.ok()) {
     std::fprintf(stderr, "orchard: %s: %s\n", output_dir.c_str(),
                  parsed.status().message().c_str());
